@@ -1,0 +1,313 @@
+"""AffectNet (or its synthetic stand-in) as a LightningDataModule.
+
+Batches are dicts::
+
+    image       uint8 [N, 3, H, W] RGB in the loader; float32 ImageNet-normalised after
+                on_after_batch_transfer (which runs on the batch's device, so on the GPU)
+    expression  int64 [N], AffectNet codes 0-7 (0-6 with data.classes=7)
+    va          float32 [N, 2], valence and arousal in [-1, 1]
+    index       int64 [N], the sample's position in its split (see sample_paths)
+
+Landmarks are not returned: a horizontal flip would have to mirror them too, and nothing uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fer_lightning.data.affectnet import (
+    EXPRESSION_NAMES,
+    SUBSETS,
+    Index,
+    cache_dir_for,
+    decode_rgb,
+    load_or_build_index,
+    require_layout,
+)
+from fer_lightning.data.sampler import EpochSampler
+from fer_lightning.data.split import PARTS, PROTOCOLS, load_or_make_split
+from fer_lightning.data.transforms import augment_seeded, build_augment, normalize, to_chw
+from fer_lightning.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("shuffle", "balanced")
+
+
+def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """sklearn's 'balanced' rule, n_samples / (n_classes * count_c); 0 for an absent class."""
+    counts = np.asarray(counts, dtype=np.float64)
+    weights = np.zeros_like(counts)
+    present = counts > 0
+    weights[present] = counts.sum() / (len(counts) * counts[present])
+    return weights
+
+
+class AffectNetDataset(Dataset):
+    """Decodes, resizes and augments one split's samples; items are ``(index, epoch)`` pairs.
+
+    A plain ``index`` means epoch 0. An image that no longer decodes (changed since indexing) is
+    replaced by the next sample that does, with a counted warning, so a run never dies on it.
+    """
+
+    def __init__(
+        self,
+        index: Index,
+        rows: np.ndarray,
+        image_size: int,
+        augment: Any = None,
+        seed: int = 0,
+    ) -> None:
+        self.image_dirs = [str(index.root / s / "images") for s in SUBSETS]
+        self.subset = index.subset[rows]
+        self.files = index.files[rows]
+        self.side = index.side[rows]
+        self.expression = index.expression[rows].astype(np.int64)
+        self.va = np.stack([index.valence[rows], index.arousal[rows]], axis=1)
+        self.image_size = image_size
+        self.augment = augment
+        self.seed = seed
+        self.substitutions = 0  # per process
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def path(self, i: int) -> str:
+        return os.path.join(self.image_dirs[self.subset[i]], self.files[i])
+
+    def _decode(self, i: int) -> tuple[int, np.ndarray]:
+        for attempt in range(len(self)):
+            j = (i + attempt) % len(self)
+            image = decode_rgb(self.path(j), self.image_size, int(self.side[j]))
+            if image is not None:
+                return j, image
+            self.substitutions += 1
+            log.warning(
+                "%s no longer decodes; using the next sample instead (%d so far in this process; "
+                "run python -m fer_lightning.data.check)",
+                self.path(j),
+                self.substitutions,
+            )
+        raise RuntimeError(f"no image of this split decodes any more (first: {self.path(i)})")
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        i, epoch = item if isinstance(item, tuple) else (item, 0)
+        i, image = self._decode(i)
+        if self.augment is not None:
+            image = augment_seeded(self.augment, image, self.seed, epoch, i)
+        return {
+            "image": torch.from_numpy(to_chw(image)),
+            "expression": int(self.expression[i]),
+            "va": torch.from_numpy(self.va[i]),
+            "index": i,
+        }
+
+
+class AffectNetDataModule(pl.LightningDataModule):
+    """Indexed, checked, leak-free AffectNet splits with seeded augmentation and sharding.
+
+    Arguments mirror ``conf/data/affectnet.yaml``; see the comments there.
+    """
+
+    def __init__(
+        self,
+        root: str = "Dataset/",
+        image_size: int = 224,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        classes: int = 8,
+        num_classes: int | None = None,
+        protocol: str = "holdout",
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.05,
+        sampler: str = "shuffle",
+        seed: int = 0,
+        augment: Sequence[Any] | None = None,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        prefetch_factor: int = 4,
+        cache_dir: str | None = None,
+        rebuild_index: bool = False,
+        check_workers: int | None = None,
+        synthetic: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        _validate(locals())
+        self.root = _absolute(root)
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.num_classes = classes
+        self.protocol = protocol
+        self.fraction = test_fraction if protocol == "holdout" else val_fraction
+        self.sampler = sampler
+        self.seed = seed
+        self.augment = build_augment(augment)
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.prefetch_factor = prefetch_factor
+        self.cache_dir = cache_dir
+        self.rebuild_index = rebuild_index
+        self.check_workers = check_workers
+        self.synthetic = dict(synthetic) if synthetic else None
+        # Which split test_dataloader serves: "test", or "val" to score the validation split.
+        self.test_split = "test"
+        self.class_names = list(EXPRESSION_NAMES[:classes])
+        self.datasets: dict[str, AffectNetDataset] = {}
+        self._warned = False  # dataset problems are logged once per process
+
+    @property
+    def uses_balanced_sampler(self) -> bool:
+        """True when training batches are class-balanced, so the loss should be unweighted."""
+        return self.sampler == "balanced"
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return {part: len(ds) for part, ds in self._require_setup().items()}
+
+    def _index_and_split(self, rebuild: bool) -> tuple[Index, dict[str, np.ndarray]]:
+        require_layout(self.root)  # before cache_dir_for, which would create root/.fer_cache
+        cache = cache_dir_for(self.root, self.cache_dir)
+        index, _ = load_or_build_index(
+            self.root, cache, rebuild, self.check_workers, quiet=self._warned
+        )
+        self._warned = True
+        rows = load_or_make_split(
+            cache, index, self.protocol, self.num_classes, self.seed, self.fraction
+        )
+        return index, rows
+
+    def prepare_data(self) -> None:
+        """Generates the synthetic dataset if configured; builds the index and split once."""
+        if self.synthetic is not None:
+            from fer_lightning.data.synthetic import ensure_synthetic
+
+            ensure_synthetic(self.root, **self.synthetic)
+        self._index_and_split(rebuild=self.rebuild_index)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        index, rows = self._index_and_split(rebuild=False)
+        for part in PARTS:
+            if len(rows[part]) == 0:
+                raise ConfigError(
+                    f"the {part} split of {self.root} is empty: the dataset is too small for "
+                    f"protocol={self.protocol} with fraction {self.fraction:g}"
+                )
+        augment = {"train": self.augment}
+        self.datasets = {
+            part: AffectNetDataset(index, rows[part], self.image_size, augment.get(part), self.seed)
+            for part in PARTS
+        }
+        log.info("split sizes (%s protocol): %s", self.protocol, self.split_sizes)
+
+    def _require_setup(self) -> dict[str, AffectNetDataset]:
+        if not self.datasets:
+            raise RuntimeError("call setup() first")
+        return self.datasets
+
+    def class_weights(self) -> torch.Tensor:
+        """Balanced class weights of the training split (float32, one per class)."""
+        labels = self._require_setup()["train"].expression
+        counts = np.bincount(labels, minlength=self.num_classes)
+        if (counts == 0).any():
+            log.warning("classes without training samples get weight 0: %s", counts.tolist())
+        return torch.from_numpy(balanced_class_weights(counts).astype(np.float32))
+
+    def sample_paths(self, split: str) -> list[str]:
+        """The image path of every sample of ``split``, by its ``index`` in batches."""
+        dataset = self._require_setup()[split]
+        return [dataset.path(i) for i in range(len(dataset))]
+
+    def _loader(self, part: str, sampler: EpochSampler, drop_last: bool) -> DataLoader:
+        workers = self.num_workers > 0
+        return DataLoader(
+            self._require_setup()[part],
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and workers,
+            prefetch_factor=self.prefetch_factor if workers else None,
+            drop_last=drop_last,
+            worker_init_fn=_single_threaded_opencv,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self._require_setup()["train"]
+        sampler = EpochSampler(len(dataset), self.sampler, self.seed, dataset.expression)
+        # A last batch of one sample breaks batch norm; drop the incomplete batch when
+        # there is at least one complete one.
+        return self._loader("train", sampler, drop_last=len(sampler) > self.batch_size)
+
+    def _eval_loader(self, part: str) -> DataLoader:
+        sampler = EpochSampler(len(self._require_setup()[part]), "sequential", self.seed)
+        return self._loader(part, sampler, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_split)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Float conversion and ImageNet normalisation, batched, on the batch's device."""
+        image = batch.get("image") if isinstance(batch, dict) else None
+        if image is not None and image.dtype == torch.uint8:
+            batch = {**batch, "image": normalize(image)}
+        return batch
+
+
+def _single_threaded_opencv(worker_id: int) -> None:
+    """The workers already occupy the cores; OpenCV's own threads in each would oversubscribe."""
+    cv2.setNumThreads(1)
+
+
+def _absolute(root: str | os.PathLike) -> Path:
+    """Relative roots are taken from where the command was started, also inside Hydra runs."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import to_absolute_path
+
+    if HydraConfig.initialized():
+        return Path(to_absolute_path(str(root)))
+    return Path(root)
+
+
+def _validate(args: dict[str, Any]) -> None:
+    """One-line ConfigErrors for values that would otherwise fail far from the config."""
+
+    def fail(message: str) -> None:
+        raise ConfigError(message)
+
+    if args["classes"] not in (7, 8):
+        fail(f"data.classes must be 8 or 7 (7 drops Contempt), got {args['classes']}")
+    if args["num_classes"] is not None and args["num_classes"] != args["classes"]:
+        fail(
+            f"data.num_classes={args['num_classes']} differs from data.classes={args['classes']}: "
+            "set data.classes (num_classes follows it)"
+        )
+    if args["protocol"] not in PROTOCOLS:
+        fail(f"data.protocol must be one of {', '.join(PROTOCOLS)}, got {args['protocol']!r}")
+    if args["sampler"] not in SAMPLERS:
+        fail(f"data.sampler must be one of {', '.join(SAMPLERS)}, got {args['sampler']!r}")
+    for key in ("test_fraction", "val_fraction"):
+        if not 0 < args[key] < 1:
+            fail(f"data.{key} must be between 0 and 1, got {args[key]}")
+    for key in ("image_size", "batch_size", "prefetch_factor"):
+        if not isinstance(args[key], int) or args[key] < 1:
+            fail(f"data.{key} must be a positive integer, got {args[key]!r}")
+    if not isinstance(args["num_workers"], int) or args["num_workers"] < 0:
+        fail(f"data.num_workers must be 0 or more, got {args['num_workers']!r}")
+    if not isinstance(args["seed"], int) or args["seed"] < 0:
+        fail(f"data.seed must be a non-negative integer, got {args['seed']!r}")

@@ -1,0 +1,53 @@
+"""`python -m fer_lightning.train`: fit, test the best checkpoint, write the reports."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fer_lightning.app import entry_point, instantiate_dict
+from fer_lightning.checkpoint import resume_checkpoint
+from fer_lightning.module import MultiTaskModule
+from fer_lightning.reports import write_reports
+
+log = logging.getLogger("fer_lightning.train")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fits, tests the best checkpoint and writes `results/` into `cfg.paths.output_dir`."""
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(cfg.paths.output_dir)
+
+    datamodule = instantiate(cfg.data)
+    module = MultiTaskModule(
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=instantiate_dict(cfg.get("callbacks")),
+        logger=instantiate_dict(cfg.get("logger")) or False,
+    )
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    if not cfg.test:
+        return {}
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+    if trainer.is_global_zero:
+        write_reports(module.test_results, datamodule.sample_paths("test"), run_dir / "results")
+        log.info("results written to %s", run_dir / "results")
+    return module.test_results["metrics"]
+
+
+main = entry_point("train")(train)
+
+if __name__ == "__main__":
+    main()

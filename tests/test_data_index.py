@@ -1,0 +1,131 @@
+"""Indexing and checking: planted faults are counted and excluded, the cache is reused and rebuilt."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import pytest
+
+from fer_lightning.data import affectnet
+from fer_lightning.data.check import main as check_main
+from fer_lightning.data.datamodule import AffectNetDataModule
+from fer_lightning.errors import ConfigError
+from tests.data_fixtures import make_dataset, plant_faults, write_annotations, write_image
+
+
+@pytest.fixture
+def faulty(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    return root, plant_faults(root)
+
+
+def datamodule(root, **kwargs):
+    args = {"root": str(root), "image_size": 32, "batch_size": 8, "num_workers": 0, **kwargs}
+    return AffectNetDataModule(**args)
+
+
+def test_planted_faults_are_counted_and_excluded(faulty, caplog):
+    root, faults = faulty
+    dm = datamodule(root)
+    with caplog.at_level(logging.WARNING):
+        dm.prepare_data()
+        dm.setup("fit")
+    report = json.loads((root / ".fer_cache" / "check-report.json").read_text())
+    assert report["counts"] == {kind: 1 for kind in faults}
+    assert {kind: ids for kind, ids in report["ids"].items()} == {k: [v] for k, v in faults.items()}
+    # One counted line per kind, not one per file, and only once although indexing ran twice.
+    assert len([r for r in caplog.records if "[va_out_of_range]" in r.message]) == 1
+
+    index, _ = affectnet.load_or_build_index(root, root / ".fer_cache", quiet=True)
+    kept = set(index.keys(np.arange(len(index))))
+    expected = {f"train_set/{i}" for i in range(48)} | {f"val_set/{i}" for i in range(48, 64)}
+    assert kept == expected | {"train_set/f_gray"}  # grayscale is reported but usable
+    in_splits = {p for part in ("train", "val", "test") for p in dm.sample_paths(part)}
+    assert {os.path.basename(p).removesuffix(".jpg") for p in in_splits} == {
+        k.split("/")[1] for k in kept
+    }
+    assert sum(dm.split_sizes.values()) == len(kept)
+
+
+def test_check_cli_prints_and_writes_the_report(faulty, tmp_path, capsys):
+    root, faults = faulty
+    out = tmp_path / "reports" / "check.json"
+    assert check_main([f"data.root={root}", f"report={out}", "data.check_workers=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "truncated_image" in printed and "excluded" in printed
+    assert json.loads(out.read_text())["counts"]["truncated_image"] == 1
+
+
+def test_check_cli_full_check_runs_in_a_process_pool(tmp_path, monkeypatch, capsys):
+    root = make_dataset(tmp_path / "ds", train=24, val=8)
+    monkeypatch.setattr(affectnet, "_POOL_MIN_SAMPLES", 1)
+    assert check_main([f"data.root={root}", f"report={tmp_path / 'r.json'}"]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["usable"] == {
+        "train_set": 24,
+        "val_set": 8,
+    }
+
+
+def test_missing_dataset_is_a_config_error_naming_the_path(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match=f"dataset not found at {missing}.*data=synthetic"):
+        datamodule(missing).prepare_data()
+    assert not missing.exists()
+    assert check_main([f"data.root={missing}"]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_no_usable_sample_is_a_config_error(tmp_path):
+    root = make_dataset(tmp_path / "ds", train=3, val=2)
+    for path in (root / "train_set" / "images").iterdir():
+        path.write_bytes(b"")
+    with pytest.raises(ConfigError, match="no usable sample in .*train_set"):
+        datamodule(root).prepare_data()
+
+
+def test_index_is_reused_and_rebuilt_when_files_change(tmp_path, monkeypatch):
+    root = make_dataset(tmp_path / "ds", train=16, val=8, as_string=False)
+    cache = tmp_path / "cache"
+    first, _ = affectnet.load_or_build_index(root, cache)
+    builds = []
+    real_build = affectnet.build_index
+    monkeypatch.setattr(
+        affectnet, "build_index", lambda *a, **k: builds.append(1) or real_build(*a, **k)
+    )
+    again, _ = affectnet.load_or_build_index(root, cache)
+    assert builds == [] and again.digest == first.digest
+    assert np.array_equal(again.valence, first.valence)
+
+    time.sleep(0.01)  # a new directory mtime even on coarse clocks
+    write_image(root / "train_set" / "images" / "new.jpg", np.random.default_rng(5))
+    write_annotations(root / "train_set" / "annotations", "new", 3, 0.1, 0.2, as_string=True)
+    changed, _ = affectnet.load_or_build_index(root, cache)
+    assert builds == [1] and len(changed) == len(first) + 1
+
+    affectnet.load_or_build_index(root, cache, rebuild=True)
+    assert builds == [1, 1]
+
+
+def test_an_image_that_stops_decoding_is_replaced_not_fatal(tmp_path, caplog):
+    root = make_dataset(tmp_path / "ds", train=16, val=8)
+    dm = datamodule(root)
+    dm.prepare_data()
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    broken = train.path(2)
+    with open(broken, "wb") as f:  # in place: the directory listing does not change
+        f.write(b"garbage")
+    with caplog.at_level(logging.WARNING):
+        sample = train[(2, 0)]
+        again = train[(2, 0)]
+    assert sample["index"] == again["index"] == 3
+    assert torch_equal(sample["image"], again["image"])
+    assert train.substitutions == 2 and broken in caplog.text
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())

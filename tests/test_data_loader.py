@@ -1,0 +1,142 @@
+"""Loaders: batch format, normalisation after transfer, reproducible augmentation, the configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from fer_lightning.data.datamodule import AffectNetDataModule
+from fer_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from tests.data_fixtures import make_dataset
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+AUGMENT = [
+    {"_target_": "albumentations.HorizontalFlip", "p": 0.5},
+    {"_target_": "fer_lightning.data.transforms.BankGaussNoise", "p": 0.5},
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("loader") / "ds", train=40, val=16)
+
+
+def prepared(root, **kwargs):
+    args = {"root": str(root), "image_size": 24, "batch_size": 8, "num_workers": 0}
+    dm = AffectNetDataModule(**{**args, **kwargs})
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def reference_normalize(images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (images.float() / 255 - mean) / std
+
+
+def test_batches_have_the_documented_format(dataset):
+    dm = prepared(dataset, augment=AUGMENT)
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+        batch = next(iter(loader))
+        assert set(batch) == {"image", "expression", "va", "index"}
+        assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (8, 3, 24, 24)
+        assert batch["expression"].dtype == torch.int64 and batch["expression"].shape == (8,)
+        assert batch["va"].dtype == torch.float32 and batch["va"].shape == (8, 2)
+        assert batch["index"].dtype == torch.int64
+        assert batch["va"].abs().max() <= 1
+        moved = dm.on_after_batch_transfer(batch, 0)
+        assert moved["image"].dtype == torch.float32
+        assert torch.allclose(moved["image"], reference_normalize(batch["image"]), atol=1e-5)
+        assert torch.equal(moved["expression"], batch["expression"])
+
+
+def test_eval_batches_are_unaugmented_and_in_order(dataset):
+    dm = prepared(dataset, augment=AUGMENT)
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["index"].tolist() == list(range(8))
+    plain = prepared(dataset)
+    assert torch.equal(batch["image"], next(iter(plain.val_dataloader()))["image"])
+    assert len(dm.sample_paths("val")) == dm.split_sizes["val"] == 16
+
+
+def test_normalize_on_cpu_matches_the_formula_for_any_layout():
+    images = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
+    assert torch.allclose(normalize(images), reference_normalize(images), atol=1e-5)
+    channels_last = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    assert torch.allclose(normalize(channels_last), reference_normalize(images), atol=1e-5)
+    assert torch.allclose(normalize(images[0]), reference_normalize(images[0]), atol=1e-5)
+    with pytest.raises(TypeError):
+        normalize(images.float())
+
+
+def images_by_index(loader, epoch: int) -> dict[int, torch.Tensor]:
+    loader.sampler.set_epoch(epoch)
+    result = {}
+    for batch in loader:
+        for i, image in zip(batch["index"].tolist(), batch["image"], strict=True):
+            result[i] = image
+    return result
+
+
+def test_augmentation_depends_only_on_seed_epoch_and_index(dataset):
+    serial = prepared(dataset, augment=AUGMENT, num_workers=0).train_dataloader()
+    parallel = prepared(dataset, augment=AUGMENT, num_workers=2).train_dataloader()
+    assert parallel.persistent_workers
+    for epoch in (0, 1):
+        one, two = images_by_index(serial, epoch), images_by_index(parallel, epoch)
+        assert one.keys() == two.keys() and len(one) >= 24
+        assert all(torch.equal(one[i], two[i]) for i in one)
+        if epoch == 0:
+            first = one
+    changed = [i for i in one if not torch.equal(one[i], first[i])]
+    assert len(changed) > len(one) // 2  # flip and noise draws differ between epochs
+
+
+def test_data_configs_compose_and_instantiate(tmp_path, dataset):
+    primary = tmp_path / "primary"
+    primary.mkdir()
+    (primary / "main.yaml").write_text(
+        "defaults:\n  - data: synthetic\n  - _self_\nseed: 3\n"
+        f"hydra:\n  searchpath:\n    - file://{CONF}\n"
+    )
+    root = tmp_path / "synthetic"
+    with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
+        cfg = compose(
+            "main",
+            overrides=[
+                f"data.root={root}",
+                "data.synthetic.train_size=48",
+                "data.synthetic.val_size=16",
+                "data.synthetic.image_size=32",
+                "data.classes=7",
+                "data.num_workers=0",
+            ],
+        )
+        real = compose("main", overrides=["data=affectnet", f"data.root={dataset}"])
+    assert cfg.data.num_classes == 7 and cfg.data.seed == 3
+    dm = instantiate(cfg.data)
+    assert isinstance(dm, AffectNetDataModule) and dm.augment is not None
+    dm.prepare_data()  # generates the synthetic dataset
+    dm.setup("fit")
+    assert (root / "synthetic.json").is_file()
+    assert dm.class_weights().shape == (7,)
+    assert next(iter(dm.train_dataloader()))["image"].shape[1:] == (3, 48, 48)
+    assert real.data.num_classes == 8 and real.data.image_size == 224
+    assert instantiate(real.data).root == Path(str(dataset))
+
+
+def test_bad_settings_are_one_line_config_errors(dataset):
+    from fer_lightning.errors import ConfigError
+
+    for bad in ({"protocol": "random"}, {"classes": 6}, {"classes": 7, "num_classes": 8},
+                {"sampler": "weighted"}, {"test_fraction": 1.5}):
+        with pytest.raises(ConfigError, match="data\\.") as error:
+            AffectNetDataModule(root=str(dataset), **bad)
+        assert "\n" not in str(error.value)
+    np.testing.assert_equal(prepared(dataset, test_fraction=0.25).split_sizes["test"], 10)

@@ -1,0 +1,65 @@
+"""Reading AffectNet's files: both .npy encodings, image inspection, RGB decoding."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_lightning.data.affectnet import decode_rgb, inspect_image, read_scalar
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (np.array("1"), 1.0),
+        (np.array("0.785714"), 0.785714),
+        (np.array("-2"), -2.0),
+        (np.array(1, dtype=np.int64), 1.0),
+        (np.array(0.785714, dtype=np.float64), 0.785714),
+        (np.array(-0.5, dtype=np.float32), -0.5),
+    ],
+)
+def test_read_scalar_reads_strings_and_numbers(tmp_path, stored, expected):
+    np.save(tmp_path / "x.npy", stored)
+    assert read_scalar(tmp_path / "x.npy") == pytest.approx(expected)
+
+
+def test_read_scalar_rejects_arrays_and_text(tmp_path):
+    np.save(tmp_path / "many.npy", np.zeros(3))
+    np.save(tmp_path / "word.npy", np.array("happy"))
+    with pytest.raises(ValueError):
+        read_scalar(tmp_path / "many.npy")
+    with pytest.raises(ValueError):
+        read_scalar(tmp_path / "word.npy")
+
+
+def test_inspect_image_names_each_fault(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    good = tmp_path / "good.jpg"
+    good.write_bytes(cv2.imencode(".jpg", image)[1].tobytes())
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[:-100])
+    (tmp_path / "text.jpg").write_text("hello")
+    gray = tmp_path / "gray.png"
+    gray.write_bytes(cv2.imencode(".png", image[..., 0])[1].tobytes())
+    (tmp_path / "cut.png").write_bytes(gray.read_bytes()[:-20])
+
+    assert inspect_image(good) == (None, 40, 30, 3)
+    assert inspect_image(gray) == (None, 40, 30, 1)
+    assert inspect_image(tmp_path / "empty.jpg")[0] == "empty_file"
+    assert inspect_image(tmp_path / "cut.jpg")[0] == "truncated_image"
+    assert inspect_image(tmp_path / "cut.png")[0] == "truncated_image"
+    assert inspect_image(tmp_path / "text.jpg")[0] == "unreadable_image"
+
+
+def test_decode_is_rgb_and_resized(tmp_path):
+    bgr = np.zeros((64, 64, 3), dtype=np.uint8)
+    bgr[..., 2] = 255  # red in OpenCV's BGR order
+    path = tmp_path / "red.png"
+    cv2.imwrite(str(path), bgr)
+    for size in (64, 32, 16, 20):  # full, reduced by 2, reduced by 4, reduced then resized
+        rgb = decode_rgb(str(path), size, stored_side=64)
+        assert rgb.shape == (size, size, 3)
+        assert rgb[..., 0].min() == 255 and rgb[..., 2].max() == 0
+    assert decode_rgb(str(tmp_path / "missing.png"), 32, 64) is None

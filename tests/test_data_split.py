@@ -1,0 +1,136 @@
+"""Splits are seeded, stratified, written once, identical across processes and never leak."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.utils.class_weight import compute_class_weight
+
+from fer_lightning.data import split as split_module
+from fer_lightning.data.datamodule import AffectNetDataModule, balanced_class_weights
+from fer_lightning.data.split import SplitLeakError, stratified_holdout
+from tests.data_fixtures import make_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+AFFECTNET_COUNTS = [74874, 134415, 25459, 14090, 6378, 3803, 24882, 3750]
+ORIGINAL_WEIGHTS = [0.480225, 0.267503, 1.41232, 2.55191, 5.63756, 9.45474, 1.44508, 9.58837]
+
+SPLIT_SCRIPT = """
+import json, sys
+from fer_lightning.data.datamodule import AffectNetDataModule
+dm = AffectNetDataModule(root=sys.argv[1], cache_dir=sys.argv[2], protocol=sys.argv[3],
+                         image_size=32, num_workers=0, seed=7)
+dm.prepare_data()
+dm.setup("fit")
+print(json.dumps({p: dm.sample_paths(p) for p in ("train", "val", "test")}))
+"""
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("split") / "ds", train=80, val=16)
+
+
+def prepared(root, tmp_path, **kwargs):
+    args = {"root": str(root), "image_size": 32, "num_workers": 0, "cache_dir": str(tmp_path)}
+    dm = AffectNetDataModule(**{**args, **kwargs})
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def keys(dm, part):
+    return {Path(p).parent.parent.name + "/" + Path(p).stem for p in dm.sample_paths(part)}
+
+
+def test_same_seed_same_split_in_separate_processes(dataset, tmp_path):
+    runs = []
+    for k in range(2):  # separate caches: each process draws the split itself
+        out = subprocess.run(
+            [sys.executable, "-c", SPLIT_SCRIPT, str(dataset), str(tmp_path / f"c{k}"), "holdout"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        )
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert runs[0] == runs[1]
+    here = prepared(dataset, tmp_path / "here", seed=7)
+    assert {p: here.sample_paths(p) for p in ("train", "val", "test")} == runs[0]
+    other_seed = prepared(dataset, tmp_path / "other", seed=8)
+    assert keys(other_seed, "test") != keys(here, "test")
+
+
+@pytest.mark.parametrize("protocol", ["holdout", "official"])
+def test_protocols_are_disjoint_stratified_and_use_val_set_as_documented(
+    dataset, tmp_path, protocol
+):
+    dm = prepared(dataset, tmp_path, protocol=protocol)
+    train, val, test = (keys(dm, p) for p in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test)
+    val_set = {f"val_set/{i}" for i in range(80, 96)}
+    if protocol == "holdout":
+        assert val == val_set and len(test) == 16  # 20% of 80, 2 per class
+        assert np.bincount(dm.datasets["test"].expression).tolist() == [2] * 8
+    else:
+        assert test == val_set and len(val) == 4  # 5% of 80
+    assert len(train | val | test) == 96
+
+
+def test_seven_classes_drop_contempt_everywhere(dataset, tmp_path):
+    dm = prepared(dataset, tmp_path, classes=7, num_classes=7)
+    for part in ("train", "val", "test"):
+        assert dm.datasets[part].expression.max() == 6
+    assert dm.num_classes == 7 and dm.class_names[-1] == "Anger"
+    assert dm.class_weights().shape == (7,)
+    assert sum(dm.split_sizes.values()) == 96 - 96 // 8
+
+
+def test_split_file_is_written_once_and_reused(dataset, tmp_path, monkeypatch):
+    first = prepared(dataset, tmp_path)
+    files = list(tmp_path.glob("split-holdout-8classes-seed0-*.json"))
+    assert len(files) == 1
+    monkeypatch.setattr(split_module, "make_split", lambda *a: pytest.fail("split redrawn"))
+    again = prepared(dataset, tmp_path)
+    assert keys(again, "test") == keys(first, "test")
+
+
+def test_a_leaking_split_file_raises(dataset, tmp_path):
+    prepared(dataset, tmp_path)
+    path = next(tmp_path.glob("split-holdout-*.json"))
+    content = json.loads(path.read_text())
+    content["test"].append(content["train"][0])
+    path.write_text(json.dumps(content))
+    with pytest.raises(SplitLeakError, match="both train and test"):
+        prepared(dataset, tmp_path)
+
+
+def test_stratified_holdout_keeps_class_proportions():
+    labels = np.repeat(np.arange(8), AFFECTNET_COUNTS)
+    held = stratified_holdout(labels, 0.2, seed=0)
+    assert abs(held.sum() - 0.2 * len(labels)) <= 1
+    assert np.allclose(np.bincount(labels[held]) / held.sum(), np.bincount(labels) / len(labels),
+                       atol=1e-4)
+    assert np.array_equal(held, stratified_holdout(labels, 0.2, seed=0))
+
+
+def test_balanced_class_weights_reproduce_the_original_numbers():
+    assert np.allclose(balanced_class_weights(AFFECTNET_COUNTS), ORIGINAL_WEIGHTS, atol=1e-4)
+    labels = np.repeat(np.arange(8), [5, 9, 1, 3, 3, 7, 2, 4])
+    sklearn = compute_class_weight("balanced", classes=np.arange(8), y=labels)
+    assert np.allclose(balanced_class_weights(np.bincount(labels)), sklearn)
+
+
+def test_datamodule_class_weights_come_from_the_training_split(dataset, tmp_path):
+    dm = prepared(dataset, tmp_path)
+    weights = dm.class_weights()
+    counts = np.bincount(dm.datasets["train"].expression, minlength=8)
+    assert weights.dtype.is_floating_point and weights.shape == (8,)
+    assert np.allclose(weights.numpy(), counts.sum() / (8 * counts))
+    assert not dm.uses_balanced_sampler
+    assert prepared(dataset, tmp_path, sampler="balanced").uses_balanced_sampler

@@ -1,0 +1,75 @@
+"""export: ONNX and TorchScript reproduce the PyTorch network, with a model card beside them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from fer_lightning.checkpoint import build_net, load_checkpoint
+from fer_lightning.errors import ConfigError
+from fer_lightning.export import export
+from tests.test_predict import save_checkpoint
+
+
+def pytorch_outputs(checkpoint: Path, x: torch.Tensor) -> list[np.ndarray]:
+    net = build_net(load_checkpoint(checkpoint))
+    with torch.inference_mode():
+        return [t.numpy() for t in net(x)]
+
+
+@pytest.mark.parametrize("name", ["tnet", "squeezenet"])
+def test_onnx_matches_pytorch_at_two_batch_sizes_and_has_its_card(compose_config, tmp_path, name):
+    checkpoint = save_checkpoint(tmp_path / f"{name}.ckpt", name, image_size=48)
+    cfg = compose_config("export", [f"ckpt_path={checkpoint}", "format=onnx"])
+    exported = export(cfg)
+
+    assert exported.model == Path(cfg.output) and exported.model.name == "model.onnx"
+    assert exported.max_abs_diff <= 1e-4
+    model = onnx.load(str(exported.model))
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    session = onnxruntime.InferenceSession(str(exported.model), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        x = torch.randn(batch, 3, 48, 48)
+        got = session.run(["expression_logits", "valence_arousal"], {"image": x.numpy()})
+        for expected, actual in zip(pytorch_outputs(checkpoint, x), got, strict=True):
+            assert actual.shape == expected.shape
+            np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=0)
+
+    card = json.loads(exported.card.read_text())
+    assert exported.card == Path(f"{cfg.output}.json")
+    assert card["input"]["image_size"] == 48
+    assert card["input"]["color_order"] == "RGB"
+    assert card["input"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert card["input"]["std"] == pytest.approx([0.229, 0.224, 0.225])
+    assert "255" in card["input"]["value_range"]
+    assert card["output_names"] == ["expression_logits", "valence_arousal"]
+    assert card["class_names"]["0"] == "Neutral" and card["class_names"]["7"] == "Contempt"
+
+
+def test_torchscript_round_trips(compose_config, tmp_path):
+    checkpoint = save_checkpoint(tmp_path / "tnet.ckpt")
+    cfg = compose_config("export", [f"ckpt_path={checkpoint}", "format=torchscript"])
+    exported = export(cfg)
+
+    assert exported.max_abs_diff <= 1e-4
+    loaded = torch.jit.load(str(exported.model))
+    x = torch.randn(4, 3, 48, 48)
+    with torch.inference_mode():
+        got = [t.numpy() for t in loaded(x)]
+    for expected, actual in zip(pytorch_outputs(checkpoint, x), got, strict=True):
+        np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
+    assert json.loads(exported.card.read_text())["format"] == "torchscript"
+
+
+def test_an_unknown_format_is_a_one_line_error(compose_config, tmp_path):
+    checkpoint = save_checkpoint(tmp_path / "tnet.ckpt")
+    cfg = compose_config("export", [f"ckpt_path={checkpoint}", "format=tflite"])
+    with pytest.raises(ConfigError, match="unknown format 'tflite'") as caught:
+        export(cfg)
+    assert "\n" not in str(caught.value)

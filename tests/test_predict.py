@@ -1,0 +1,236 @@
+"""predict on a real photograph, a folder with bad files and a video; bad checkpoints refused."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage.data import astronaut
+
+from fer_lightning.errors import ConfigError
+from fer_lightning.inference.faces import Box, crop_face
+from fer_lightning.models import create_model
+from fer_lightning.predict import predict
+
+# Eileen Collins' face in skimage's 512x512 astronaut photograph, checked by eye (x, y, w, h).
+ASTRONAUT_FACE = (177, 64, 96, 100)
+
+
+def save_checkpoint(path: Path, name: str = "tnet", image_size: int = 48) -> Path:
+    """An untrained checkpoint with the keys a trained one has (plus Lightning's, not needed)."""
+    net = create_model(name, image_size=image_size, head_hidden=0, dropout=0.2)
+    model = {
+        "_target_": "fer_lightning.models.create_model",
+        "name": name,
+        "num_classes": 8,
+        "pretrained": False,
+        "image_size": image_size,
+        "va_activation": "tanh",
+        "head_hidden": 0,
+        "dropout": 0.2,
+    }
+    torch.save(
+        {
+            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+            "fer_config": {"model": model, "data": {"image_size": image_size, "num_classes": 8}},
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tnet.ckpt")
+
+
+@pytest.fixture(scope="module")
+def astronaut_bgr() -> np.ndarray:
+    return cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="module")
+def astronaut_jpg(tmp_path_factory: pytest.TempPathFactory, astronaut_bgr: np.ndarray) -> Path:
+    path = tmp_path_factory.mktemp("photos") / "astronaut.jpg"
+    cv2.imwrite(str(path), astronaut_bgr)
+    return path
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+def test_finds_the_astronauts_face_and_writes_one_row(
+    compose_config, checkpoint, astronaut_jpg, tmp_path
+):
+    cfg = compose_config(
+        "predict", [f"ckpt_path={checkpoint}", f"input={astronaut_jpg}", "annotate=true"]
+    )
+    summary = predict(cfg)
+
+    rows = read_rows(Path(cfg.output))
+    assert len(rows) == 1
+    row = rows[0]
+    header = Path(cfg.output).read_text().splitlines()[0]
+    assert header == "source,frame,x,y,w,h,expression,valence,arousal," + ",".join(
+        f"prob_{k}" for k in range(8)
+    )
+    assert row["source"] == str(astronaut_jpg)
+    assert row["frame"] == "0"
+    probs = [float(row[f"prob_{k}"]) for k in range(8)]
+    assert sum(probs) == pytest.approx(1, abs=1e-5)
+    assert int(row["expression"]) == int(np.argmax(probs))
+    assert -1 <= float(row["valence"]) <= 1
+    assert -1 <= float(row["arousal"]) <= 1
+    assert iou(tuple(int(row[k]) for k in "xywh"), ASTRONAUT_FACE) > 0.6
+    assert (summary.faces, summary.without_face) == (1, 0)
+    assert summary.faces_per_second > 0
+    assert (Path(cfg.annotated_dir) / "astronaut.jpg").is_file()
+
+
+def test_crops_are_rgb_square_and_padded_black_at_the_border():
+    blue_bgr = np.zeros((100, 100, 3), np.uint8)
+    blue_bgr[..., 0] = 255
+    crop = crop_face(blue_bgr, Box(0, 0, 40, 40), size=30, margin=0.25)  # 60 px square from -10
+    assert crop.shape == (30, 30, 3)
+    assert crop[15, 15].tolist() == [0, 0, 255]  # RGB: blue last
+    assert crop[0, 0].tolist() == [0, 0, 0]
+
+
+def test_an_image_without_a_face_is_counted_not_fatal(compose_config, checkpoint, tmp_path):
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 128, np.uint8))
+    cfg = compose_config("predict", [f"ckpt_path={checkpoint}", f"input={blank}"])
+    summary = predict(cfg)
+    assert (summary.frames, summary.faces, summary.without_face) == (1, 0, 1)
+    assert read_rows(Path(cfg.output)) == []
+
+
+def test_a_folder_is_predicted_in_batches_and_bad_files_are_skipped(
+    compose_config, checkpoint, astronaut_bgr, tmp_path
+):
+    folder = tmp_path / "faces"
+    (folder / "more").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(20):  # face crops of different sizes and offsets
+        top, left = 40 + i, 150 + i
+        crop = astronaut_bgr[top : top + 140, left : left + 140 - i]
+        images.append(folder / f"face_{i:02d}.jpg")
+        cv2.imwrite(str(images[-1]), cv2.resize(crop, (40 + i, 40)))
+    for i in range(80):
+        images.append(folder / "more" / f"noise_{i:02d}.png")
+        cv2.imwrite(str(images[-1]), rng.integers(0, 256, (32, 24, 3), dtype=np.uint8))
+    corrupt = folder / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(100))
+    broken_video = folder / "broken.mp4"
+    broken_video.write_bytes(bytes(rng.integers(0, 256, 300, dtype=np.uint8)))
+    notes = folder / "notes.txt"
+    notes.write_text("not an image\n")
+
+    cfg = compose_config(
+        "predict",
+        [f"ckpt_path={checkpoint}", f"input={folder}", "detect_faces=false", "batch_size=16"],
+    )
+    summary = predict(cfg)
+
+    rows = read_rows(Path(cfg.output))
+    assert sorted(r["source"] for r in rows) == sorted(map(str, images))
+    assert summary.batches == 7  # ceil(100 / 16) forward passes, not one per image
+    assert summary.skipped == {
+        "unreadable": [str(broken_video), str(corrupt)],
+        "unsupported": [str(notes)],
+    }
+    assert (summary.files, summary.frames, summary.faces) == (100, 100, 100)
+    noise = next(r for r in rows if r["source"].endswith("noise_00.png"))
+    assert [noise[k] for k in "xywh"] == ["0", "0", "24", "32"]  # the whole image is the face
+
+
+def test_a_video_gives_rows_with_frame_numbers(compose_config, checkpoint, astronaut_bgr, tmp_path):
+    video = tmp_path / "clip.avi"
+    frame = cv2.resize(astronaut_bgr, (256, 256), interpolation=cv2.INTER_AREA)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
+    assert writer.isOpened()
+    for _ in range(10):
+        writer.write(frame)
+    writer.release()
+
+    cfg = compose_config(
+        "predict",
+        [f"ckpt_path={checkpoint}", f"input={video}", "video_stride=3", "annotate=true"],
+    )
+    summary = predict(cfg)
+
+    rows = read_rows(Path(cfg.output))
+    assert [int(r["frame"]) for r in rows] == [0, 3, 6, 9]
+    assert {r["source"] for r in rows} == {str(video)}
+    assert summary.files == 1
+    annotated = cv2.VideoCapture(str(Path(cfg.annotated_dir) / "clip.avi"))
+    assert annotated.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    annotated.release()
+
+
+class _Payload:
+    """Pickles to a call of os.system: what a malicious checkpoint would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_an_untrusted_checkpoint_is_refused_without_running_its_code(compose_config, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "fer_config": _Payload(marker)}, evil)
+    cfg = compose_config("predict", [f"ckpt_path={evil}", f"input={tmp_path}"])
+    with pytest.raises(ConfigError, match="cannot read checkpoint"):
+        predict(cfg)
+    assert not marker.exists()
+
+
+def test_a_missing_input_is_a_one_line_error(compose_config, checkpoint, tmp_path):
+    cfg = compose_config("predict", [f"ckpt_path={checkpoint}", f"input={tmp_path / 'nowhere'}"])
+    with pytest.raises(ConfigError, match="does not exist") as caught:
+        predict(cfg)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_command_line_writes_the_csv_and_reports_throughput(
+    checkpoint, astronaut_jpg, tmp_path
+):
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fer_lightning.predict",
+            f"ckpt_path={checkpoint}",
+            f"input={astronaut_jpg}",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "faces/s" in result.stdout + result.stderr
+    assert len(read_rows(run / "predictions.csv")) == 1

@@ -1,0 +1,91 @@
+"""End to end: the real configs compose, train, test and leave their files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from fer_lightning.app import CONFIG_DIR
+from fer_lightning.eval import evaluate
+from fer_lightning.train import train
+from tests.conftest import tiny_overrides
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(compose_config, experiment):
+    cfg = compose_config("train", [f"experiment={experiment}"])
+    assert cfg.model.name
+    assert 0 < cfg.loss.weights.expression <= 1
+    assert cfg.trainer.max_epochs >= 1
+
+
+def test_training_lowers_the_loss_and_leaves_its_files(compose_config, tiny_dataset):
+    cfg = compose_config(
+        "train",
+        [*tiny_overrides(tiny_dataset), "model=tnet", "optimizer.lr=3e-3", "trainer.max_epochs=4"],
+    )
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    history = (run / "csv" / "metrics.csv").read_text().splitlines()
+    header = history[0].split(",")
+    column = header.index("train/loss_epoch")
+    losses = [float(r.split(",")[column]) for r in history[1:] if r.split(",")[column]]
+    assert len(losses) == 4
+    assert losses[-1] < losses[0]
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    written = json.loads((run / "results" / "metrics.json").read_text())
+    assert written["test/acc"] == pytest.approx(metrics["acc"])
+    assert {"test/f1_macro", "test/valence_rmse", "test/valence_ccc", "test/arousal_ccc"} <= set(
+        written
+    )
+
+    eval_cfg = compose_config(
+        "eval", [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.accelerator=cpu",
+                 f"paths.output_dir={run / 'eval'}"]
+    )
+    evaluated = evaluate(eval_cfg)
+    assert set(evaluated) == set(metrics)
+
+
+def test_class_weights_come_from_the_training_split(compose_config, tiny_dataset):
+    cfg = compose_config("train", [*tiny_overrides(tiny_dataset), "model=tnet"])
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    weights = datamodule.class_weights()
+    # Happy is the most frequent class in AffectNet's (and the synthetic) training split.
+    assert weights.argmin().item() == 1
+    assert weights.max() > 3 * weights.min()
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_missing_dataset_is_one_line(tmp_path):
+    result = _run("fer_lightning.train", "data=affectnet", f"hydra.run.dir={tmp_path}/run",
+                  cwd=tmp_path)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Dataset" in last and "data=synthetic" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_model_is_one_line(tmp_path, tiny_dataset):
+    result = _run("fer_lightning.train", *tiny_overrides(tiny_dataset), "model=squeezenet",
+                  "model.name=no_such_net", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "no_such_net" in result.stderr.strip().splitlines()[-1]
