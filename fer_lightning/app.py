@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.sweep import in_multirun, run_sweep_job
 
 log = logging.getLogger("fer_lightning")
 
@@ -62,6 +63,8 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(task)
         def guarded(cfg: DictConfig) -> Any:
+            if in_multirun():  # one job's error is recorded and must not end the sweep
+                return run_sweep_job(task, cfg)
             try:
                 return task(cfg)
             except (ConfigError, InstantiationException) as exc:

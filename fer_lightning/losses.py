@@ -1,4 +1,9 @@
-"""The weighted multi-task objective: expression cross-entropy plus valence and arousal regression."""
+"""The multi-task objective: expression cross-entropy plus valence and arousal regression.
+
+Two ways to combine the three task losses: fixed weights (`MultiTaskLoss`, the original project's
+0.9/0.05/0.05 and the `equal`/`ccc` groups), or weights learned from each task's uncertainty
+(`UncertaintyWeightedLoss`, the `uncertainty` group).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,10 @@ REGRESSION_LOSSES = {
 }
 
 
+# c_t of the uncertainty weighting: 1 for the classification likelihood, 1/2 for the Gaussian one.
+LIKELIHOOD_SCALES = {"expression": 1.0, "valence": 0.5, "arousal": 0.5}
+
+
 class MultiTaskLoss(nn.Module):
     """`w_e * CE + w_v * reg(valence) + w_a * reg(arousal)`, CE optionally class-weighted.
 
@@ -55,9 +64,8 @@ class MultiTaskLoss(nn.Module):
         if sum(float(weights.get(t, 0.0)) for t in TASKS) <= 0:
             raise ConfigError("loss.weights are all zero: at least one task must have a weight > 0")
         if regression not in REGRESSION_LOSSES:
-            raise ConfigError(
-                f"unknown loss.regression '{regression}': choose one of {', '.join(REGRESSION_LOSSES)}"
-            )
+            choices = ", ".join(REGRESSION_LOSSES)
+            raise ConfigError(f"unknown loss.regression '{regression}': choose one of {choices}")
         self.weights = {t: float(weights.get(t, 0.0)) for t in TASKS}
         self.regression = REGRESSION_LOSSES[regression]
         self.class_weighted = class_weighted
@@ -65,6 +73,10 @@ class MultiTaskLoss(nn.Module):
 
     def set_class_weights(self, weights: Tensor) -> None:
         self.class_weights.copy_(torch.as_tensor(weights, dtype=self.class_weights.dtype))
+
+    def combine(self, parts: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The total from the per-task losses; subclasses may add entries worth logging."""
+        return {"loss": sum(self.weights[t] * parts[t] for t in TASKS)}
 
     def forward(
         self, logits: Tensor, va_pred: Tensor, expression: Tensor, va_target: Tensor
@@ -75,5 +87,45 @@ class MultiTaskLoss(nn.Module):
             "valence": self.regression(va_pred[:, 0].float(), va_target[:, 0]),
             "arousal": self.regression(va_pred[:, 1].float(), va_target[:, 1]),
         }
-        parts["loss"] = sum(self.weights[t] * parts[t] for t in TASKS)
-        return parts
+        return {**parts, **self.combine(parts)}
+
+
+class UncertaintyWeightedLoss(MultiTaskLoss):
+    """Task weights learned with the losses (Kendall, Gal & Cipolla, CVPR 2018).
+
+    Each task t has a learnable log-variance s_t (an `nn.Parameter` of this module, so the
+    module's optimizer, built from `self.parameters()`, trains it with the network):
+
+        total = sum_t w_t * (c_t * exp(-s_t) * L_t + s_t / 2),  c = 1 for CE, 1/2 for regression
+
+    that is, the Gaussian likelihood for valence and arousal and the softmax-with-temperature
+    approximation for the expression, as in the paper. Hand-tuning three ratios becomes learning
+    them: a noisy task (large L_t) is down-weighted, and the s_t / 2 term stops every weight from
+    collapsing to zero. `weights` is a fixed multiplier per task on top (1 each in the `uncertainty`
+    group; 0 drops a task). The total falls below zero once the losses are small: only its gradient
+    matters, so compare runs by their task losses and metrics, not by this total.
+
+    The returned `weight_<task>` entries are the current effective weights `w_t * c_t * exp(-s_t)`,
+    on the same scale as the fixed ratios, so the module logs how the balance evolves.
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        num_classes: int = 8,
+        regression: str = "mse",
+        class_weighted: bool = True,
+        init_log_var: float = 0.0,
+    ) -> None:
+        super().__init__(weights, num_classes, regression, class_weighted)
+        self.log_vars = nn.Parameter(torch.full((len(TASKS),), float(init_log_var)))
+
+    def combine(self, parts: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        precision = torch.exp(-self.log_vars)
+        combined: dict[str, Tensor] = {}
+        total = self.log_vars.new_zeros(())
+        for i, task in enumerate(TASKS):
+            weight = self.weights[task] * LIKELIHOOD_SCALES[task] * precision[i]
+            total = total + weight * parts[task] + self.weights[task] * self.log_vars[i] / 2
+            combined[f"weight_{task}"] = weight.detach()
+        return {"loss": total, **combined}

@@ -1,13 +1,46 @@
-"""Result files a run leaves in results/: readable without Python."""
+"""Result files a run leaves in results/: readable without Python.
+
+`train` and `eval` both call `write_reports` after testing (on rank zero only). File names:
+
+    metrics.json               the metric suite, one flat object, keys `<split>/<name>`
+    evaluation_metrics.csv     the same suite as `metric,value` rows (metric named as in the JSON)
+    classification_report.csv  sklearn's layout: per class, accuracy, macro avg, weighted avg
+    experiment.csv             one row: model, hyperparameters, split sizes, epochs, time, device
+    predictions.csv            one row per sample (DESIGN.md section 4)
+    confusion_matrix.png       counts and row-normalised rates
+    accuracy_curve.png         training and validation accuracy per epoch } only with an
+    loss_curve.png             training and validation loss per epoch     } epoch history
+    test_examples.png          16 samples: true and predicted expression, valence, arousal
+    valence_arousal.png        predicted against true valence and arousal
+    circumplex.png             labelled and predicted (valence, arousal), coloured by expression
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from fer_lightning import figures
+from fer_lightning.history import best_epoch
+from fer_lightning.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS, per_class_report
+
+# The metric suite in DESIGN.md's order (the module also reports per-class scores, which the
+# classification report holds).
+SUITE = (
+    *CLASSIFICATION_KEYS,
+    *(f"{dimension}_{key}" for dimension in ("valence", "arousal") for key in REGRESSION_KEYS),
+)
+# 9 significant digits write float32 exactly, so metrics recomputed from the CSV match the JSON.
+PREDICTIONS_FLOAT_FORMAT = "%.9g"
+REPORT_FLOAT_FORMAT = "%.6g"
 
 
 def write_metrics_json(metrics: Mapping[str, float], path: Path, prefix: str = "test") -> None:
@@ -37,13 +70,136 @@ def predictions_frame(outputs: Mapping[str, np.ndarray], paths: Sequence[str]) -
     return frame
 
 
+def classification_report_frame(frame: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """sklearn's classification report as a table, computed by `per_class_report` so its numbers
+    are the ones behind metrics.json (same zero-division and macro-average rules)."""
+    # Copies: pandas hands out read-only views, which torch.as_tensor warns about.
+    true = frame["true_expression"].to_numpy(copy=True)
+    pred = frame["pred_expression"].to_numpy(copy=True)
+    rows = per_class_report(true, pred, class_names)
+    accuracy = {"class": "accuracy", "f1": float(np.mean(true == pred)), "support": len(frame)}
+    # sklearn puts accuracy between the classes and the averages, in the f1-score column only.
+    table = pd.DataFrame([*rows[: len(class_names)], accuracy, *rows[len(class_names) :]])
+    return table.rename(columns={"f1": "f1-score"})[
+        ["class", "precision", "recall", "f1-score", "support"]
+    ]
+
+
+def evaluation_metrics_frame(metrics: Mapping[str, float], prefix: str = "test") -> pd.DataFrame:
+    """The metric suite as `metric,value` rows, in DESIGN.md's order."""
+    return pd.DataFrame(
+        {"metric": [f"{prefix}/{name}" for name in SUITE], "value": [metrics[n] for n in SUITE]}
+    )
+
+
+def device_description(trainer: pl.Trainer) -> str:
+    """What the run computed on, e.g. `cpu` or `2 x NVIDIA H200`: timings mean little without."""
+    device = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return f"{trainer.num_devices} x {name}" if trainer.num_devices > 1 else name
+
+
+def _class_name(target: str | None) -> str:
+    return target.rsplit(".", 1)[-1] if target else "none"
+
+
+def experiment_row(
+    config: Mapping[str, Any],
+    split_sizes: Mapping[str, int],
+    history: Sequence[Mapping[str, float]],
+    *,
+    task: str,
+    started: datetime,
+    duration_s: float,
+    device: str,
+    precision: str,
+    split: str = "test",
+    tta: str | None = None,
+    checkpoint: str = "",
+) -> dict[str, Any]:
+    """One row of experiment.csv, from a run's resolved config (plain containers).
+
+    `epochs`, `best_val_acc`, `best_val_epoch` and `training_s` come from the epoch history, so they
+    count every epoch of a resumed run; `duration_s` is this command's wall time only.
+    """
+    data, loss = config.get("data", {}), config.get("loss", {})
+    loss_weights = loss.get("weights", {})
+    optimizer, scheduler = config.get("optimizer", {}), config.get("scheduler") or {}
+    best = best_epoch(history)
+    return {
+        "task": task,
+        "model": config.get("model", {}).get("name", ""),
+        "pretrained": config.get("model", {}).get("pretrained", ""),
+        "optimizer": _class_name(optimizer.get("_target_")),
+        "lr": optimizer.get("lr", ""),
+        "weight_decay": optimizer.get("weight_decay", ""),
+        "scheduler": _class_name(scheduler.get("_target_")),
+        "batch_size": data.get("batch_size", ""),
+        "image_size": data.get("image_size", ""),
+        "classes": data.get("classes", ""),
+        "loss": _class_name(loss.get("_target_")),
+        "regression_loss": loss.get("regression", ""),
+        "loss_weight_expression": loss_weights.get("expression", ""),
+        "loss_weight_valence": loss_weights.get("valence", ""),
+        "loss_weight_arousal": loss_weights.get("arousal", ""),
+        "seed": config.get("seed", ""),
+        "protocol": data.get("protocol", ""),
+        "sampler": data.get("sampler", ""),
+        **{f"{part}_size": size for part, size in split_sizes.items()},
+        "epochs": len(history),
+        "best_val_acc": best["val/acc"] if best else "",
+        "best_val_epoch": best["epoch"] if best else "",
+        "training_s": round(sum(row.get("seconds", 0.0) for row in history), 1),
+        "split": split,
+        "tta": tta or "none",
+        "checkpoint": checkpoint,
+        "started": started.isoformat(timespec="seconds"),
+        "duration_s": round(duration_s, 1),
+        "device": device,
+        "precision": precision,
+    }
+
+
 def write_reports(
-    results: Mapping[str, object], paths: Sequence[str], results_dir: Path, prefix: str = "test"
+    results: Mapping[str, Any],
+    paths: Sequence[str],
+    results_dir: Path,
+    class_names: Sequence[str],
+    prefix: str = "test",
+    history: Sequence[Mapping[str, float]] = (),
+    experiment: Mapping[str, Any] | None = None,
 ) -> None:
-    """Writes metrics.json and predictions.csv from a module's `test_results`."""
+    """Writes every file of the module docstring from a module's `test_results`.
+
+    The curves need `history` (eval of a checkpoint saved without one has none) and the
+    per-sample files need the outputs; each is skipped when its input is missing.
+    """
     results_dir.mkdir(parents=True, exist_ok=True)
-    write_metrics_json(results["metrics"], results_dir / "metrics.json", prefix)
-    if results["outputs"]:
-        predictions_frame(results["outputs"], paths).to_csv(
-            results_dir / "predictions.csv", index=False, float_format="%.6g"
-        )
+    metrics = results["metrics"]
+    write_metrics_json(metrics, results_dir / "metrics.json", prefix)
+    evaluation_metrics_frame(metrics, prefix).to_csv(
+        results_dir / "evaluation_metrics.csv", index=False, float_format=REPORT_FLOAT_FORMAT
+    )
+    if experiment is not None:
+        pd.DataFrame([experiment]).to_csv(results_dir / "experiment.csv", index=False)
+    if history:
+        figures.plot_curves(history, "acc", results_dir / "accuracy_curve.png")
+        figures.plot_curves(history, "loss", results_dir / "loss_curve.png")
+    if not results["outputs"]:
+        return
+    frame = predictions_frame(results["outputs"], paths)
+    frame.to_csv(
+        results_dir / "predictions.csv", index=False, float_format=PREDICTIONS_FLOAT_FORMAT
+    )
+    classification_report_frame(frame, class_names).to_csv(
+        results_dir / "classification_report.csv", index=False, float_format=REPORT_FLOAT_FORMAT
+    )
+    title = f"{prefix} split, {len(frame):,} samples"
+    figures.plot_confusion_matrix(
+        frame, class_names, results_dir / "confusion_matrix.png", f"Confusion matrix ({title})"
+    )
+    figures.plot_examples(
+        frame, class_names, results_dir / "test_examples.png", f"Examples from the {title}"
+    )
+    figures.plot_valence_arousal(frame, metrics, results_dir / "valence_arousal.png")
+    figures.plot_circumplex(frame, class_names, results_dir / "circumplex.png")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -11,14 +13,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.app import entry_point, instantiate_dict
 from fer_lightning.checkpoint import resume_checkpoint
+from fer_lightning.history import recorded_history
 from fer_lightning.module import MultiTaskModule
-from fer_lightning.reports import write_reports
+from fer_lightning.reports import device_description, experiment_row, write_reports
 
 log = logging.getLogger("fer_lightning.train")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fits, tests the best checkpoint and writes `results/` into `cfg.paths.output_dir`."""
+    started, clock = datetime.now().astimezone(), time.monotonic()
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.output_dir)
 
@@ -42,7 +46,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     if trainer.is_global_zero:
-        write_reports(module.test_results, datamodule.sample_paths("test"), run_dir / "results")
+        history = recorded_history(trainer)
+        experiment = experiment_row(
+            module.config,
+            datamodule.split_sizes,
+            history,
+            task="train",
+            started=started,
+            duration_s=time.monotonic() - clock,
+            device=device_description(trainer),
+            precision=str(trainer.precision),
+            checkpoint=best,
+        )
+        write_reports(
+            module.test_results,
+            datamodule.sample_paths("test"),
+            run_dir / "results",
+            datamodule.class_names,
+            history=history,
+            experiment=experiment,
+        )
         log.info("results written to %s", run_dir / "results")
     return module.test_results["metrics"]
 

@@ -35,6 +35,7 @@ def tiny_overrides(root: Path) -> list[str]:
         "data.batch_size=16",
         "data.num_workers=0",
         "trainer.accelerator=cpu",
+        "~callbacks.progress_bar",
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
     ]

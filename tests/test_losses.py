@@ -1,14 +1,30 @@
-"""The multi-task objective: weights, class weighting, the regression choices."""
+"""The multi-task objective: weights, class weighting, the regression choices, the loss groups."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
+from fer_lightning.app import CONFIG_DIR
 from fer_lightning.errors import ConfigError
-from fer_lightning.losses import MultiTaskLoss, ccc_loss
+from fer_lightning.losses import (
+    LIKELIHOOD_SCALES,
+    TASKS,
+    MultiTaskLoss,
+    UncertaintyWeightedLoss,
+    ccc_loss,
+)
+from fer_lightning.module import MultiTaskModule
+from fer_lightning.train import train
+from tests.conftest import tiny_overrides
+
+LOSS_GROUPS = sorted(p.stem for p in (Path(CONFIG_DIR) / "loss").glob("*.yaml"))
 
 
 def _batch(n: int = 32, classes: int = 8):
@@ -47,7 +63,7 @@ def test_class_weights_travel_in_the_state_dict():
     "weights", [{"expression": -0.1, "valence": 1.0}, {"expression": 0.0}, {"expresion": 1.0}]
 )
 def test_impossible_weights_are_config_errors(weights):
-    with pytest.raises(ConfigError, match="loss.weights"):
+    with pytest.raises(ConfigError, match=r"loss\.weights"):
         MultiTaskLoss(weights)
 
 
@@ -60,7 +76,102 @@ def test_ccc_loss_matches_the_formula():
     rng = np.random.default_rng(1)
     y = rng.uniform(-1, 1, 200)
     p = 0.5 * y + rng.normal(0, 0.2, 200) + 0.1
-    ccc = 2 * np.mean((y - y.mean()) * (p - p.mean())) / (y.var() + p.var() + (y.mean() - p.mean()) ** 2)
+    covariance = np.mean((y - y.mean()) * (p - p.mean()))
+    ccc = 2 * covariance / (y.var() + p.var() + (y.mean() - p.mean()) ** 2)
     got = ccc_loss(torch.tensor(p), torch.tensor(y)).item()
     assert got == pytest.approx((1 - ccc) / 2, abs=1e-6)
     assert ccc_loss(torch.tensor(y), torch.tensor(y)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_uncertainty_weighting_follows_kendall_et_al():
+    logits, va_pred, expression, va_target = _batch()
+    loss = UncertaintyWeightedLoss(dict.fromkeys(TASKS, 1.0), class_weighted=False)
+    parts = loss(logits, va_pred, expression, va_target)
+    # s = 0: CE + MSE_v / 2 + MSE_a / 2.
+    expected = parts["expression"] + (parts["valence"] + parts["arousal"]) / 2
+    assert parts["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+    log_vars = torch.tensor([0.5, -1.0, 2.0])
+    with torch.no_grad():
+        loss.log_vars.copy_(log_vars)
+    parts = loss(logits, va_pred, expression, va_target)
+    scales = torch.tensor([1.0, 0.5, 0.5])
+    task_losses = torch.stack([parts[t] for t in TASKS])
+    expected = (scales * torch.exp(-log_vars) * task_losses + log_vars / 2).sum()
+    assert parts["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    weights = torch.stack([parts[f"weight_{t}"] for t in TASKS])
+    assert torch.allclose(weights, scales * torch.exp(-log_vars))
+
+    parts["loss"].backward()
+    assert loss.log_vars.grad is not None and loss.log_vars.grad.abs().min() > 0
+
+
+def test_a_zero_weight_drops_a_task_from_the_uncertainty_loss():
+    logits, va_pred, expression, va_target = _batch()
+    loss = UncertaintyWeightedLoss({"expression": 1.0, "valence": 0.0, "arousal": 1.0})
+    parts = loss(logits, va_pred, expression, va_target)
+    parts["loss"].backward()
+    assert loss.log_vars.grad[1] == 0 and parts["weight_valence"] == 0
+
+
+def _module(compose_config, group: str) -> MultiTaskModule:
+    cfg = compose_config(
+        "train",
+        [
+            f"loss={group}",
+            "model=tnet",
+            "model.dropout=0",
+            "data.image_size=32",
+            "optimizer.lr=3e-3",
+        ],
+    )
+    return MultiTaskModule(
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+    )
+
+
+@pytest.mark.parametrize("group", LOSS_GROUPS)
+def test_every_loss_group_trains_with_a_finite_falling_loss(compose_config, group):
+    torch.manual_seed(0)
+    module = _module(compose_config, group)
+    optimizer = module.configure_optimizers()
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(32, 3, 32, 32, generator=generator)
+    expression = torch.arange(32) % 8
+    va = torch.rand(32, 2, generator=generator) * 2 - 1
+    losses = []
+    for _ in range(12):
+        optimizer.zero_grad()
+        logits, va_pred = module(images)
+        total = module.loss(logits, va_pred, expression, va)["loss"]
+        total.backward()
+        optimizer.step()
+        losses.append(total.item())
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+
+
+def test_the_optimizer_trains_the_learned_task_weights(compose_config):
+    module = _module(compose_config, "uncertainty")
+    optimized = {
+        id(p) for group in module.configure_optimizers().param_groups for p in group["params"]
+    }
+    assert id(module.loss.log_vars) in optimized
+    assert "loss.log_vars" in module.state_dict()
+
+
+def test_training_logs_the_learned_task_weights(compose_config, tiny_dataset):
+    overrides = ["loss=uncertainty", "model=tnet", "optimizer.lr=3e-3", "test=false"]
+    short = [
+        "trainer.max_epochs=2",
+        "++trainer.limit_train_batches=3",
+        "++trainer.limit_val_batches=1",
+    ]
+    cfg = compose_config("train", [*tiny_overrides(tiny_dataset), *overrides, *short])
+    train(cfg)
+    history = pd.read_csv(Path(cfg.paths.output_dir) / "csv" / "metrics.csv")
+    for task, start in zip(TASKS, LIKELIHOOD_SCALES.values(), strict=True):
+        weights = history[f"train/loss_weight_{task}"].dropna()
+        assert len(weights) == 2 and weights.iloc[-1] != pytest.approx(start, abs=1e-4)

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -241,7 +240,6 @@ class AffectNetDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers and workers,
             prefetch_factor=self.prefetch_factor if workers else None,
             drop_last=drop_last,
-            worker_init_fn=_single_threaded_opencv,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -267,11 +265,6 @@ class AffectNetDataModule(pl.LightningDataModule):
         if image is not None and image.dtype == torch.uint8:
             batch = {**batch, "image": normalize(image)}
         return batch
-
-
-def _single_threaded_opencv(worker_id: int) -> None:
-    """The workers already occupy the cores; OpenCV's own threads in each would oversubscribe."""
-    cv2.setNumThreads(1)
 
 
 def _absolute(root: str | os.PathLike) -> Path:

@@ -1,0 +1,176 @@
+"""Multirun sweeps: a failed job is recorded instead of ending the sweep, and a summary of all jobs.
+
+Every job of `-m` writes into its own directory under the sweep directory (`hydra.sweep.dir`), with
+its overrides in `.hydra/`. When the sweep ends, `SweepSummary` (a Hydra callback, configured in
+conf/hydra/default.yaml) reads those directories, not the launcher's in-memory results, so it works
+the same whichever launcher ran the jobs, and writes `sweep_summary.csv` and `sweep_summary.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+
+from fer_lightning.errors import ConfigError
+
+log = logging.getLogger("fer_lightning.sweep")
+
+FAILED_FILE = "failed.txt"
+SUMMARY_CSV = "sweep_summary.csv"
+SUMMARY_PLOT = "sweep_summary.png"
+# The multi-task trade-off the plot shows: accuracy against each regression's CCC.
+PLOT_Y = "acc"
+PLOT_X = ("valence_ccc", "arousal_ccc")
+
+
+def in_multirun() -> bool:
+    """True inside a job of `-m`, where one job's error must not end the other jobs."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_failure(exc: Exception) -> None:
+    """Logs a job's error with its trace and leaves it, one line, in `<job dir>/results/`."""
+    log.error("job failed; the sweep continues", exc_info=exc)
+    results = Path(HydraConfig.get().runtime.output_dir) / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    while exc.__cause__ is not None:  # the original error, not Hydra's instantiation wrapper
+        exc = exc.__cause__
+    message = " ".join(str(exc).split()) or "(no message)"
+    (results / FAILED_FILE).write_text(f"{type(exc).__name__}: {message}\n")
+
+
+def run_sweep_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Runs one job of a multirun, recording an error instead of raising it.
+
+    Hydra's basic launcher would stop the sweep at the first error, and a user error's
+    `sys.exit(2)` would end the process. Returns what the sweeper needs: for a search
+    (`optimized_metric` set: one name, or a list for a multi-objective search), the named values
+    of the task's result; else the result itself. A failed job returns None, which the Optuna
+    sweeper marks as a failed trial.
+    """
+    try:
+        result = task(cfg)
+    except Exception as exc:
+        record_failure(exc)
+        return None
+    metric = cfg.get("optimized_metric")
+    if not metric:
+        return result
+    names = [metric] if isinstance(metric, str) else list(metric)
+    missing = [name for name in names if name not in result]
+    if missing:
+        raise ConfigError(f"optimized_metric {missing[0]} is not a result: one of {list(result)}")
+    values = [float(result[name]) for name in names]
+    return values[0] if isinstance(metric, str) else values
+
+
+def _overrides(job_dir: Path) -> dict[str, str]:
+    """The job's command-line overrides as key -> value text, in the order given."""
+    lines = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+    parsed = OverridesParser.create().parse_overrides(lines)
+    return {o.key_or_group: o.get_value_element_as_str() for o in parsed}
+
+
+def job_row(job_dir: Path) -> dict[str, Any]:
+    """One job as one row: number, status, overrides, the metrics of `results/metrics.json`."""
+    num = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.job.num
+    failed = job_dir / "results" / FAILED_FILE
+    metrics = job_dir / "results" / "metrics.json"
+    row: dict[str, Any] = {"job": num, "status": "failed" if failed.is_file() else "ok"}
+    row.update(_overrides(job_dir))
+    if metrics.is_file():
+        row.update(json.loads(metrics.read_text()))
+    row["error"] = failed.read_text().strip() if failed.is_file() else ""
+    row["dir"] = job_dir.name
+    return row
+
+
+def sweep_summary(sweep_dir: Path) -> pd.DataFrame:
+    """Every job directory of a sweep (one with `.hydra/overrides.yaml`), one row each, by job."""
+    jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    rows = sorted((job_row(job) for job in jobs), key=lambda row: row["job"])
+    return pd.DataFrame(rows)
+
+
+def swept_keys(summary: pd.DataFrame) -> list[str]:
+    """The override columns whose value differs between jobs: what the sweep compares."""
+    metadata = {"job", "status", "error", "dir"}
+    overrides = [c for c in summary.columns if c not in metadata and "/" not in c]
+    return [c for c in overrides if summary[c].astype(str).nunique() > 1]
+
+
+def metric_prefix(summary: pd.DataFrame) -> str | None:
+    """`test` for train's results (eval may write `val/...`), None when no job left metrics."""
+    prefixes = [c.split("/")[0] for c in summary.columns if c.endswith(f"/{PLOT_Y}")]
+    return prefixes[0] if prefixes else None
+
+
+def plot_sweep(summary: pd.DataFrame, path: Path) -> bool:
+    """Accuracy against valence and arousal CCC, one labelled point per finished job.
+
+    Returns False (and draws nothing) when no job has these metrics, e.g. a sweep of predict.
+    """
+    prefix = metric_prefix(summary)
+    columns = [f"{prefix}/{name}" for name in (PLOT_Y, *PLOT_X)]
+    if prefix is None or not set(columns) <= set(summary.columns):
+        return False
+    done = summary.dropna(subset=columns)
+    keys = swept_keys(summary)
+    figure = Figure(figsize=(12, 5), layout="constrained")
+    for axes, x in zip(figure.subplots(1, 2, sharey=True), PLOT_X, strict=True):
+        column = f"{prefix}/{x}"
+        axes.scatter(done[column], done[f"{prefix}/{PLOT_Y}"], color="tab:blue")
+        for _, row in done.iterrows():
+            label = ", ".join(f"{key.split('.')[-1]}={row[key]}" for key in keys)
+            axes.annotate(
+                f"#{row['job']} {label}",
+                (row[column], row[f"{prefix}/{PLOT_Y}"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
+        axes.set_xlabel(f"{prefix} {x.replace('_', ' ')}")
+        axes.grid(alpha=0.3)
+    figure.axes[0].set_ylabel(f"{prefix} accuracy")
+    failed = int((summary["status"] == "failed").sum())
+    figure.suptitle(f"{len(summary)} jobs, {failed} failed; swept: {', '.join(keys) or 'nothing'}")
+    figure.savefig(path, dpi=120)
+    return True
+
+
+def write_summary(sweep_dir: Path) -> pd.DataFrame:
+    """Writes `sweep_summary.csv` (and its plot, when the jobs left metrics) into the sweep dir."""
+    summary = sweep_summary(sweep_dir)
+    if summary.empty:
+        log.warning("no job directories in %s: no sweep summary", sweep_dir)
+        return summary
+    summary.to_csv(sweep_dir / SUMMARY_CSV, index=False)
+    plot_sweep(summary, sweep_dir / SUMMARY_PLOT)
+    failed = summary[summary["status"] == "failed"]
+    log.info(
+        "sweep summary: %s (%d of %d jobs failed)",
+        sweep_dir / SUMMARY_CSV,
+        len(failed),
+        len(summary),
+    )
+    for _, row in failed.iterrows():
+        log.warning("job %s failed: %s", row["job"], row["error"])
+    return summary
+
+
+class SweepSummary(Callback):
+    """Hydra callback: writes the sweep summary once every job of `-m` has returned."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write_summary(Path(config.hydra.sweep.dir))

@@ -1,0 +1,40 @@
+"""Every notebook runs from top to bottom against a tiny dataset, run and sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytest_plugins = ["tests.sweep_fixtures"]
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks_stored_without_outputs():
+    assert [p.stem for p in NOTEBOOKS] == ["01_dataset", "02_run", "03_sweep"]
+    for path in NOTEBOOKS:
+        cells = nbformat.read(path, as_version=4).cells
+        code = [cell for cell in cells if cell.cell_type == "code"]
+        assert all(not cell.outputs and cell.execution_count is None for cell in code), path.name
+        # The first cell names what the notebook reads, overridable from the environment.
+        assert cells[0].cell_type == "code" and "os.environ.get(" in cells[0].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs(path, tiny_dataset, loss_sweep, monkeypatch):
+    # Any job of a sweep is a run directory like a plain run's.
+    run_dir = min(p.parent.parent for p in loss_sweep.glob("*/results/metrics.json"))
+    monkeypatch.setenv("FER_DATA_ROOT", str(tiny_dataset))
+    monkeypatch.setenv("FER_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("FER_SWEEP_DIR", str(loss_sweep))
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()  # raises CellExecutionError, with the failing cell, if a cell fails

@@ -1,0 +1,228 @@
+"""results/ after training: every file, metrics equal to references recomputed from the CSV.
+
+The references use sklearn, numpy and krippendorff on predictions.csv's columns, never our code,
+so a disagreement between metrics.json and the per-sample file cannot hide.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from pytorch_lightning.trainer.states import TrainerFn
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    cohen_kappa_score,
+    f1_score,
+    roc_auc_score,
+)
+
+from fer_lightning.checkpoint import load_checkpoint
+from fer_lightning.data.affectnet import EXPRESSION_NAMES
+from fer_lightning.history import MetricHistory, checkpoint_history
+from fer_lightning.reports import write_reports
+from fer_lightning.train import train
+from tests.conftest import tiny_overrides
+
+SUITE = [
+    "acc",
+    "f1_macro",
+    "f1_weighted",
+    "kappa",
+    "krippendorff_alpha",
+    "auroc",
+    "auprc",
+    "valence_rmse",
+    "valence_pcc",
+    "valence_sagr",
+    "valence_ccc",
+    "arousal_rmse",
+    "arousal_pcc",
+    "arousal_sagr",
+    "arousal_ccc",
+]
+PREDICTION_COLUMNS = [
+    "path",
+    "true_expression",
+    "pred_expression",
+    "true_valence",
+    "pred_valence",
+    "true_arousal",
+    "pred_arousal",
+    *(f"prob_{k}" for k in range(8)),
+]
+CURVES = ["accuracy_curve.png", "loss_curve.png"]
+PER_SAMPLE_FIGURES = [
+    "confusion_matrix.png",
+    "test_examples.png",
+    "valence_arousal.png",
+    "circumplex.png",
+]
+EXPERIMENT_COLUMNS = {
+    "model",
+    "optimizer",
+    "lr",
+    "scheduler",
+    "batch_size",
+    "image_size",
+    "loss_weight_expression",
+    "loss_weight_valence",
+    "loss_weight_arousal",
+    "seed",
+    "protocol",
+    "train_size",
+    "val_size",
+    "test_size",
+    "epochs",
+    "best_val_acc",
+    "duration_s",
+    "device",
+}
+
+
+def recompute(frame: pd.DataFrame) -> dict[str, float]:
+    """The suite from predictions.csv with the reference libraries (DESIGN.md section 4)."""
+    y, p = frame["true_expression"].to_numpy(), frame["pred_expression"].to_numpy()
+    probs = frame[[f"prob_{k}" for k in range(8)]].to_numpy()
+    present = [k for k in range(8) if (y == k).any()]
+    result = {
+        "acc": accuracy_score(y, p),
+        "f1_macro": f1_score(y, p, average="macro"),
+        "f1_weighted": f1_score(y, p, average="weighted"),
+        "kappa": cohen_kappa_score(y, p),
+        "krippendorff_alpha": krippendorff.alpha(
+            reliability_data=np.stack([y, p]), level_of_measurement="nominal"
+        ),
+        # One-vs-rest macro over the classes whose curve exists (metrics.py's rule).
+        "auroc": np.mean([roc_auc_score(y == k, probs[:, k]) for k in present]),
+        "auprc": np.mean([average_precision_score(y == k, probs[:, k]) for k in present]),
+    }
+    for dimension in ("valence", "arousal"):
+        t, q = frame[f"true_{dimension}"].to_numpy(), frame[f"pred_{dimension}"].to_numpy()
+        cov = np.cov(t, q, bias=True)[0, 1]
+        result[f"{dimension}_rmse"] = np.sqrt(np.mean((t - q) ** 2))
+        result[f"{dimension}_pcc"] = np.corrcoef(t, q)[0, 1]
+        result[f"{dimension}_sagr"] = np.mean(np.sign(t) == np.sign(q))
+        result[f"{dimension}_ccc"] = 2 * cov / (t.var() + q.var() + (t.mean() - q.mean()) ** 2)
+    return result
+
+
+def assert_png(path: Path) -> None:
+    """A real, non-blank PNG of a size one can read."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path.name
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        width, height = image.size
+        low, high = image.convert("L").getextrema()
+    assert 400 <= width <= 3000 and 300 <= height <= 3000, (path.name, image.size)
+    assert high - low > 100, f"{path.name} is blank"
+
+
+def test_training_leaves_every_result_and_they_agree(compose_config, tiny_dataset):
+    overrides = [*tiny_overrides(tiny_dataset), "model=tnet", "optimizer.lr=3e-3"]
+    # One epoch, stopped; then the same command resumed to two: the history must span both.
+    train(compose_config("train", [*overrides, "trainer.max_epochs=1", "test=false"]))
+    cfg = compose_config("train", [*overrides, "trainer.max_epochs=2"])
+    returned = train(cfg)
+    results = Path(cfg.paths.output_dir) / "results"
+
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert {f"test/{name}" for name in SUITE} <= set(metrics)
+    assert metrics["test/acc"] == pytest.approx(returned["acc"])
+
+    frame = pd.read_csv(results / "predictions.csv")
+    assert list(frame.columns) == PREDICTION_COLUMNS
+    reference = recompute(frame)
+    for name in SUITE:
+        assert metrics[f"test/{name}"] == pytest.approx(reference[name], abs=1e-6), name
+
+    evaluation = pd.read_csv(results / "evaluation_metrics.csv")
+    assert list(evaluation.columns) == ["metric", "value"]
+    assert list(evaluation["metric"]) == [f"test/{name}" for name in SUITE]
+    for name, value in zip(evaluation["metric"], evaluation["value"], strict=True):
+        assert value == pytest.approx(metrics[name], rel=1e-5, abs=1e-6)
+
+    report = pd.read_csv(results / "classification_report.csv", index_col="class")
+    assert list(report.columns) == ["precision", "recall", "f1-score", "support"]
+    assert list(report.index) == [*EXPRESSION_NAMES, "accuracy", "macro avg", "weighted avg"]
+    assert report.loc["accuracy", "f1-score"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert report.loc["macro avg", "f1-score"] == pytest.approx(metrics["test/f1_macro"], abs=1e-6)
+    assert report.loc["weighted avg", "support"] == len(frame)
+
+    experiment = pd.read_csv(results / "experiment.csv").iloc[0]
+    assert set(experiment.index) >= EXPERIMENT_COLUMNS
+    assert (experiment["model"], experiment["epochs"], experiment["test_size"]) == (
+        "tnet",
+        2,
+        len(frame),
+    )
+    assert experiment["optimizer"] == "Adam" and experiment["lr"] == pytest.approx(3e-3)
+    # The best checkpoint, named by its 0-based epoch, is the epoch of the best val/acc.
+    assert f"best-epoch{experiment['best_val_epoch'] - 1:03d}" in experiment["checkpoint"]
+
+    for name in [*CURVES, *PER_SAMPLE_FIGURES]:
+        assert_png(results / name)
+
+    last = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    history = checkpoint_history(last)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(history[0])
+    assert max(row["val/acc"] for row in history) == pytest.approx(experiment["best_val_acc"])
+
+
+def _epoch(history: MetricHistory, epoch: int, logged: dict[str, float]) -> None:
+    """Drives the callback's hooks as Lightning does for one epoch with validation."""
+    trainer = SimpleNamespace(
+        current_epoch=epoch,
+        sanity_checking=False,
+        state=SimpleNamespace(fn=TrainerFn.FITTING),
+        callback_metrics={key: torch.tensor(value) for key, value in logged.items()},
+    )
+    history.on_train_epoch_start(trainer, None)
+    history.on_validation_end(trainer, None)
+    history.on_train_epoch_end(trainer, None)
+
+
+def test_history_state_round_trips_through_a_checkpoint_file(tmp_path):
+    history = MetricHistory()
+    _epoch(history, 0, {"train/loss_epoch": 2.0, "train/acc": 0.3, "val/loss": 2.5, "val/acc": 0.2})
+    _epoch(history, 1, {"train/loss_epoch": 1.5, "train/acc": 0.4, "val/loss": 2.1, "val/acc": 0.3})
+    torch.save({"callbacks": {history.state_key: history.state_dict()}}, tmp_path / "h.ckpt")
+
+    stored = torch.load(tmp_path / "h.ckpt", weights_only=True)
+    restored = MetricHistory()
+    restored.load_state_dict(stored["callbacks"][history.state_key])
+    assert restored.epochs == history.epochs == checkpoint_history(stored)
+    assert [row["epoch"] for row in restored.epochs] == [1, 2]
+    assert restored.epochs[1]["train/loss"] == pytest.approx(1.5)
+    assert restored.epochs[1]["val/acc"] == pytest.approx(0.3)
+
+
+def test_without_history_the_curves_are_skipped(tiny_dataset, tmp_path):
+    paths = sorted(str(p) for p in (tiny_dataset / "val_set" / "images").iterdir())[:20]
+    rng = np.random.default_rng(0)
+    va = rng.uniform(-1, 1, (20, 2)).astype(np.float32)
+    outputs = {
+        "index": np.arange(20),
+        "expression": rng.integers(0, 8, 20),
+        "va": va,
+        "probs": rng.dirichlet(np.ones(8), 20).astype(np.float32),
+        "va_pred": (va * 0.5).astype(np.float32),
+    }
+    metrics = {name: 0.5 for name in SUITE}
+    write_reports({"metrics": metrics, "outputs": outputs}, paths, tmp_path, EXPRESSION_NAMES)
+
+    for name in PER_SAMPLE_FIGURES:
+        assert_png(tmp_path / name)
+    assert not any((tmp_path / name).exists() for name in CURVES)
+    assert not (tmp_path / "experiment.csv").exists()
+    assert len(pd.read_csv(tmp_path / "predictions.csv")) == 20

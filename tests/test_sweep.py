@@ -1,0 +1,86 @@
+"""Multirun sweeps: one directory per job, a summary with a row per job, failures as rows."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from fer_lightning.errors import ConfigError
+from fer_lightning.sweep import (
+    FAILED_FILE,
+    SUMMARY_CSV,
+    SUMMARY_PLOT,
+    run_sweep_job,
+    swept_keys,
+    write_summary,
+)
+
+pytest_plugins = ["tests.sweep_fixtures"]
+
+EXPRESSION, VALENCE = "loss.weights.expression", "loss.weights.valence"
+
+
+def test_loss_ratio_sweep_leaves_every_job_and_a_summary(loss_sweep):
+    jobs = sorted(p for p in loss_sweep.iterdir() if (p / ".hydra").is_dir())
+    assert len(jobs) == 4
+    for job in jobs:
+        metrics = json.loads((job / "results" / "metrics.json").read_text())
+        assert {"test/acc", "test/valence_ccc", "test/arousal_ccc"} <= set(metrics)
+
+    summary = pd.read_csv(loss_sweep / SUMMARY_CSV)
+    assert summary["job"].tolist() == [0, 1, 2, 3]
+    assert (summary["status"] == "ok").all()
+    ratios = set(zip(summary[EXPRESSION], summary[VALENCE], strict=True))
+    assert ratios == set(itertools.product([0.9, 0.6], [0.05, 0.2]))
+    assert swept_keys(summary) == [EXPRESSION, VALENCE]
+    first = json.loads((loss_sweep / summary["dir"][0] / "results" / "metrics.json").read_text())
+    assert summary["test/acc"][0] == pytest.approx(first["test/acc"])
+    assert (loss_sweep / SUMMARY_PLOT).stat().st_size > 10_000
+
+
+def test_a_failed_job_is_a_row_and_the_sweep_goes_on(tiny_sweep, tmp_path):
+    # The failing job comes first, so the second one shows that the sweep went on after it.
+    result = tiny_sweep(tmp_path, f"{EXPRESSION}=-1,0.9")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / SUMMARY_CSV).set_index("job")
+    assert summary["status"].tolist() == ["failed", "ok"]
+    assert summary.loc[0, "error"].startswith("ConfigError: loss.weights must hold non-negative")
+    assert (tmp_path / summary.loc[0, "dir"] / "results" / FAILED_FILE).is_file()
+    assert pd.isna(summary.loc[0, "test/acc"]) and summary.loc[1, "test/acc"] >= 0
+    assert (tmp_path / SUMMARY_PLOT).is_file()
+
+
+def _fake_job(sweep_dir: Path, num: int, overrides: list[str]) -> None:
+    hydra_dir = sweep_dir / f"{num}_job" / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(overrides), hydra_dir / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": {"job": {"num": num}}}), hydra_dir / "hydra.yaml")
+
+
+def test_a_sweep_without_metrics_gets_a_table_and_no_plot(tmp_path):
+    # e.g. a sweep of predict: nothing to plot, but every job is listed.
+    for num in (1, 0):
+        _fake_job(tmp_path, num, ["input=faces", f"+detector.scale={1 + num / 10}"])
+    summary = write_summary(tmp_path)
+    assert summary["job"].tolist() == [0, 1]
+    assert summary["detector.scale"].tolist() == ["1.0", "1.1"]
+    assert (tmp_path / SUMMARY_CSV).is_file() and not (tmp_path / SUMMARY_PLOT).exists()
+
+
+def test_a_search_gets_the_optimized_metrics_of_a_job():
+    def task(cfg):
+        return {"acc": 0.5, "valence_ccc": 0.25}
+
+    def search(metric):
+        return OmegaConf.create({"optimized_metric": metric})
+
+    assert run_sweep_job(task, search("acc")) == 0.5
+    assert run_sweep_job(task, search(["acc", "valence_ccc"])) == [0.5, 0.25]
+    assert run_sweep_job(task, OmegaConf.create({})) == task(None)
+    with pytest.raises(ConfigError, match="arousal_ccc"):
+        run_sweep_job(task, search("arousal_ccc"))
