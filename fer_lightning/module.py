@@ -1,17 +1,45 @@
-"""The multi-task LightningModule: one network, three answers, one weighted loss, the metric suite."""
+"""The multi-task LightningModule: one network, three answers, one weighted loss, the metric suite.
+
+GPU path: batches arrive as uint8 and are normalised on the device by the datamodule's
+``on_after_batch_transfer``; on CUDA the network and its inputs use the channels-last memory
+layout (``channels_last``), which tensor-core convolutions need to run without transposes, and
+``compile`` optionally runs the network through ``torch.compile`` for training.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from fer_lightning.losses import MultiTaskLoss
 from fer_lightning.metrics import MultiTaskMetrics
+
+
+def gather_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every rank's per-sample outputs, each sample once, ordered by the sample's ``index``.
+
+    Evaluation shards are uneven (rank r scores samples r::world, without padding), which a
+    tensor ``all_gather`` cannot take: it needs equal shapes, and padding would have to be cut
+    again per rank. Gathering the CPU arrays as objects takes shards of any size; test outputs
+    are a few MB even for AffectNet. A rank without samples contributes an empty dict.
+    """
+    shards = [outputs]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shards = [None] * dist.get_world_size()
+        dist.all_gather_object(shards, outputs)
+    shards = [shard for shard in shards if shard]
+    if not shards:
+        return {}
+    merged = {key: np.concatenate([shard[key] for shard in shards]) for key in shards[0]}
+    order = np.argsort(merged["index"], kind="stable")
+    return {key: value[order] for key, value in merged.items()}
 
 
 class MultiTaskModule(pl.LightningModule):
@@ -20,6 +48,10 @@ class MultiTaskModule(pl.LightningModule):
     `config` is the run's resolved configuration as plain containers. It is stored in every
     checkpoint so eval, predict and export rebuild the network from a weights-only load, without
     unpickling code from the file.
+
+    `channels_last` takes effect on CUDA only (on the CPU the default layout is kept, so CPU runs
+    compute exactly as before). `compile` compiles the network in place (`nn.Module.compile`,
+    which keeps the state-dict keys, so checkpoints load into an uncompiled network) when fitting.
     """
 
     def __init__(
@@ -29,6 +61,8 @@ class MultiTaskModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         config: dict | None = None,
+        channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
@@ -36,6 +70,9 @@ class MultiTaskModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.config = config or {}
+        self.channels_last = channels_last
+        self.compile_net = compile
+        self._memory_format = torch.contiguous_format  # decided in setup, by the device
         num_classes = net.num_classes
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = MultiTaskMetrics(num_classes)
@@ -50,11 +87,22 @@ class MultiTaskModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if stage == "fit" and datamodule is not None and self.loss.class_weighted:
+        # A class-balanced sampler already evens the classes out: weighting CE too would do it twice.
+        balanced = getattr(datamodule, "uses_balanced_sampler", False)
+        if stage == "fit" and datamodule is not None and self.loss.class_weighted and not balanced:
             self.loss.set_class_weights(datamodule.class_weights())
+        if self.channels_last and self.trainer.strategy.root_device.type == "cuda":
+            # Parameters keep their layout when the strategy moves them to the device next.
+            self._memory_format = torch.channels_last
+            self.net.to(memory_format=torch.channels_last)
+        if stage == "fit" and self.compile_net:
+            self.net.compile()
+
+    def _images(self, batch: dict[str, Tensor]) -> Tensor:
+        return batch["image"].contiguous(memory_format=self._memory_format)
 
     def _step(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        logits, va = self.net(batch["image"])
+        logits, va = self.net(self._images(batch))
         losses = self.loss(logits, va, batch["expression"], batch["va"])
         return losses, logits, va
 
@@ -68,7 +116,8 @@ class MultiTaskModule(pl.LightningModule):
                 on_step=on_step and name == "loss",
                 on_epoch=True,
                 prog_bar=name == "loss",
-                sync_dist=not on_step,
+                # Epoch means of every rank's batches, not rank zero's alone (under DDP).
+                sync_dist=True,
                 batch_size=batch_size,
             )
 
@@ -94,7 +143,7 @@ class MultiTaskModule(pl.LightningModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         losses, logits, va = self._step(batch)
         if self.tta == "flip":
-            flipped_logits, flipped_va = self.net(batch["image"].flip(-1))
+            flipped_logits, flipped_va = self.net(self._images(batch).flip(-1))
             logits, va = (logits + flipped_logits) / 2, (va + flipped_va) / 2
         self._log_losses("test", losses, on_step=False)
         self.test_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
@@ -115,14 +164,13 @@ class MultiTaskModule(pl.LightningModule):
         metrics = self.test_metrics.compute()
         self.test_metrics.reset()
         self.log_dict({f"test/{k}": v for k, v in metrics.items()})
-        outputs = {
-            key: torch.cat([o[key] for o in self._test_outputs]) for key in self._test_outputs[0]
-        } if self._test_outputs else {}
-        if outputs and self.trainer.world_size > 1:
-            outputs = {k: v.flatten(0, 1) for k, v in self.all_gather(outputs).items()}
+        local = {
+            key: torch.cat([o[key] for o in self._test_outputs]).cpu().numpy()
+            for key in (self._test_outputs[0] if self._test_outputs else ())
+        }
         self.test_results = {
             "metrics": {k: float(v) for k, v in metrics.items()},
-            "outputs": {k: v.cpu().numpy() for k, v in outputs.items()},
+            "outputs": gather_outputs(local),
         }
         self._test_outputs = []
 

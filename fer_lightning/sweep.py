@@ -116,15 +116,15 @@ def metric_prefix(summary: pd.DataFrame) -> str | None:
     return prefixes[0] if prefixes else None
 
 
-def plot_sweep(summary: pd.DataFrame, path: Path) -> bool:
+def plot_sweep(summary: pd.DataFrame, path: Path) -> None:
     """Accuracy against valence and arousal CCC, one labelled point per finished job.
 
-    Returns False (and draws nothing) when no job has these metrics, e.g. a sweep of predict.
+    Draws nothing when no job left these metrics, e.g. in a sweep of predict.
     """
     prefix = metric_prefix(summary)
     columns = [f"{prefix}/{name}" for name in (PLOT_Y, *PLOT_X)]
-    if prefix is None or not set(columns) <= set(summary.columns):
-        return False
+    if not set(columns) <= set(summary.columns):
+        return
     done = summary.dropna(subset=columns)
     keys = swept_keys(summary)
     figure = Figure(figsize=(12, 5), layout="constrained")
@@ -141,12 +141,13 @@ def plot_sweep(summary: pd.DataFrame, path: Path) -> bool:
                 fontsize=8,
             )
         axes.set_xlabel(f"{prefix} {x.replace('_', ' ')}")
+        axes.locator_params(axis="x", nbins=5)
+        axes.margins(x=0.25, y=0.1)  # room for the labels
         axes.grid(alpha=0.3)
     figure.axes[0].set_ylabel(f"{prefix} accuracy")
     failed = int((summary["status"] == "failed").sum())
     figure.suptitle(f"{len(summary)} jobs, {failed} failed; swept: {', '.join(keys) or 'nothing'}")
     figure.savefig(path, dpi=120)
-    return True
 
 
 def write_summary(sweep_dir: Path) -> pd.DataFrame:

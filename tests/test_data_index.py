@@ -1,4 +1,4 @@
-"""Indexing and checking: planted faults are counted and excluded, the cache is reused and rebuilt."""
+"""Indexing and checking: planted faults counted and excluded; the cache reused and rebuilt."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_planted_faults_are_counted_and_excluded(faulty, caplog):
 
 
 def test_check_cli_prints_and_writes_the_report(faulty, tmp_path, capsys):
-    root, faults = faulty
+    root, _ = faulty
     out = tmp_path / "reports" / "check.json"
     assert check_main([f"data.root={root}", f"report={out}", "data.check_workers=1"]) == 0
     printed = capsys.readouterr().out
@@ -83,7 +83,7 @@ def test_no_usable_sample_is_a_config_error(tmp_path):
     root = make_dataset(tmp_path / "ds", train=3, val=2)
     for path in (root / "train_set" / "images").iterdir():
         path.write_bytes(b"")
-    with pytest.raises(ConfigError, match="no usable sample in .*train_set"):
+    with pytest.raises(ConfigError, match=r"no usable sample in .*train_set"):
         datamodule(root).prepare_data()
 
 
@@ -129,3 +129,13 @@ def test_an_image_that_stops_decoding_is_replaced_not_fatal(tmp_path, caplog):
 
 def torch_equal(a, b) -> bool:
     return bool((a == b).all())
+
+
+def test_a_read_only_dataset_keeps_its_cache_in_the_user_cache(tmp_path, monkeypatch):
+    root = tmp_path / "ds"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
+    real_writable = affectnet._writable
+    monkeypatch.setattr(affectnet, "_writable", lambda d: d.parent != root and real_writable(d))
+    cache = affectnet.cache_dir_for(root)
+    assert cache.parent == tmp_path / "user" / "fer_lightning"
+    assert affectnet.cache_dir_for(root, tmp_path / "mine") == tmp_path / "mine"

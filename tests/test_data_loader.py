@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -134,9 +135,50 @@ def test_data_configs_compose_and_instantiate(tmp_path, dataset):
 def test_bad_settings_are_one_line_config_errors(dataset):
     from fer_lightning.errors import ConfigError
 
-    for bad in ({"protocol": "random"}, {"classes": 6}, {"classes": 7, "num_classes": 8},
-                {"sampler": "weighted"}, {"test_fraction": 1.5}):
+    for bad in (
+        {"protocol": "random"},
+        {"classes": 6},
+        {"classes": 7, "num_classes": 8},
+        {"sampler": "weighted"},
+        {"test_fraction": 1.5},
+    ):
         with pytest.raises(ConfigError, match="data\\.") as error:
             AffectNetDataModule(root=str(dataset), **bad)
         assert "\n" not in str(error.value)
     np.testing.assert_equal(prepared(dataset, test_fraction=0.25).split_sizes["test"], 10)
+
+
+class _Probe(pl.LightningModule):
+    """Records what a training step sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[tuple[int, torch.dtype]] = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append((self.current_epoch, batch["image"].dtype))
+        return (self.weight * batch["image"].mean()).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_trainer_sets_the_sampler_epoch_and_normalises(dataset, tmp_path):
+    dm = AffectNetDataModule(root=str(dataset), image_size=24, batch_size=8, num_workers=0)
+    probe = _Probe()
+    trainer = pl.Trainer(
+        max_epochs=2,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(probe, datamodule=dm)
+    assert probe.seen == [(0, torch.float32), (1, torch.float32)]
+    assert trainer.train_dataloader.sampler.epoch == 1

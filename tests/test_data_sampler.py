@@ -47,7 +47,7 @@ def test_training_shards_are_equal_and_cover_the_epoch(monkeypatch, mode):
         shards.append(indices(sampler))
         assert len(sampler) == len(shards[-1]) == 4
     if mode == "shuffle":
-        assert set(sum(shards, [])) == set(range(10))  # padded by repeating two samples
+        assert set(np.concatenate(shards)) == set(range(10))  # padded by repeating two samples
 
 
 def test_evaluation_shards_hold_every_sample_exactly_once(monkeypatch):
@@ -57,7 +57,7 @@ def test_evaluation_shards_hold_every_sample_exactly_once(monkeypatch):
         sampler = EpochSampler(10, "sequential")
         shards.append(indices(sampler))
         assert len(sampler) == len(shards[-1])
-    assert sorted(sum(shards, [])) == list(range(10))
+    assert sorted(np.concatenate(shards)) == list(range(10))
 
 
 def test_resuming_mid_epoch_continues_the_same_order():

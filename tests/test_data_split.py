@@ -14,20 +14,22 @@ from sklearn.utils.class_weight import compute_class_weight
 from fer_lightning.data import split as split_module
 from fer_lightning.data.datamodule import AffectNetDataModule, balanced_class_weights
 from fer_lightning.data.split import SplitLeakError, stratified_holdout
-from tests.data_fixtures import make_dataset
+from tests.data_fixtures import make_dataset, write_annotations, write_image
 
 REPO = Path(__file__).resolve().parent.parent
 AFFECTNET_COUNTS = [74874, 134415, 25459, 14090, 6378, 3803, 24882, 3750]
 ORIGINAL_WEIGHTS = [0.480225, 0.267503, 1.41232, 2.55191, 5.63756, 9.45474, 1.44508, 9.58837]
 
+# Only the index and split modules: a fresh interpreter without torch starts in a second.
 SPLIT_SCRIPT = """
 import json, sys
-from fer_lightning.data.datamodule import AffectNetDataModule
-dm = AffectNetDataModule(root=sys.argv[1], cache_dir=sys.argv[2], protocol=sys.argv[3],
-                         image_size=32, num_workers=0, seed=7)
-dm.prepare_data()
-dm.setup("fit")
-print(json.dumps({p: dm.sample_paths(p) for p in ("train", "val", "test")}))
+from pathlib import Path
+from fer_lightning.data.affectnet import load_or_build_index
+from fer_lightning.data.split import load_or_make_split
+root, cache = Path(sys.argv[1]), Path(sys.argv[2])
+index, _ = load_or_build_index(root, cache, quiet=True)
+rows = load_or_make_split(cache, index, sys.argv[3], 8, 7, 0.2)
+print(json.dumps({part: index.paths(r) for part, r in rows.items()}))
 """
 
 
@@ -114,8 +116,9 @@ def test_stratified_holdout_keeps_class_proportions():
     labels = np.repeat(np.arange(8), AFFECTNET_COUNTS)
     held = stratified_holdout(labels, 0.2, seed=0)
     assert abs(held.sum() - 0.2 * len(labels)) <= 1
-    assert np.allclose(np.bincount(labels[held]) / held.sum(), np.bincount(labels) / len(labels),
-                       atol=1e-4)
+    assert np.allclose(
+        np.bincount(labels[held]) / held.sum(), np.bincount(labels) / len(labels), atol=1e-4
+    )
     assert np.array_equal(held, stratified_holdout(labels, 0.2, seed=0))
 
 
@@ -134,3 +137,13 @@ def test_datamodule_class_weights_come_from_the_training_split(dataset, tmp_path
     assert np.allclose(weights.numpy(), counts.sum() / (8 * counts))
     assert not dm.uses_balanced_sampler
     assert prepared(dataset, tmp_path, sampler="balanced").uses_balanced_sampler
+
+
+def test_a_changed_dataset_gets_a_new_split_with_a_warning(tmp_path, caplog):
+    root = make_dataset(tmp_path / "ds", train=40, val=8)
+    first = prepared(root, tmp_path / "cache")
+    write_image(root / "train_set" / "images" / "extra.jpg", np.random.default_rng(3))
+    write_annotations(root / "train_set" / "annotations", "extra", 2, 0.1, 0.1, as_string=True)
+    again = prepared(root, tmp_path / "cache")
+    assert "drawing a new split" in caplog.text
+    assert sum(again.split_sizes.values()) == sum(first.split_sizes.values()) + 1

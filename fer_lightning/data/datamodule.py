@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
 from torch.utils.data import DataLoader, Dataset
 
 from fer_lightning.data.affectnet import (
@@ -33,9 +35,10 @@ from fer_lightning.data.affectnet import (
     load_or_build_index,
     require_layout,
 )
-from fer_lightning.data.sampler import EpochSampler
+from fer_lightning.data.sampler import EpochSampler, rank_and_world
 from fer_lightning.data.split import PARTS, PROTOCOLS, load_or_make_split
-from fer_lightning.data.transforms import augment_seeded, build_augment, normalize, to_chw
+from fer_lightning.data.synthetic import ensure_synthetic
+from fer_lightning.data.transforms import SeededAugment, build_augment, normalize, to_chw
 from fer_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -64,8 +67,7 @@ class AffectNetDataset(Dataset):
         index: Index,
         rows: np.ndarray,
         image_size: int,
-        augment: Any = None,
-        seed: int = 0,
+        augment: SeededAugment | None = None,
     ) -> None:
         self.image_dirs = [str(index.root / s / "images") for s in SUBSETS]
         self.subset = index.subset[rows]
@@ -75,7 +77,6 @@ class AffectNetDataset(Dataset):
         self.va = np.stack([index.valence[rows], index.arousal[rows]], axis=1)
         self.image_size = image_size
         self.augment = augment
-        self.seed = seed
         self.substitutions = 0  # per process
 
     def __len__(self) -> int:
@@ -103,7 +104,7 @@ class AffectNetDataset(Dataset):
         i, epoch = item if isinstance(item, tuple) else (item, 0)
         i, image = self._decode(i)
         if self.augment is not None:
-            image = augment_seeded(self.augment, image, self.seed, epoch, i)
+            image = self.augment(image, epoch, i)
         return {
             "image": torch.from_numpy(to_chw(image)),
             "expression": int(self.expression[i]),
@@ -163,7 +164,8 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.test_split = "test"
         self.class_names = list(EXPRESSION_NAMES[:classes])
         self.datasets: dict[str, AffectNetDataset] = {}
-        self._warned = False  # dataset problems are logged once per process
+        self._warned = False
+        self._prepared: tuple[Index, dict[str, np.ndarray]] | None = None
 
     @property
     def uses_balanced_sampler(self) -> bool:
@@ -177,9 +179,10 @@ class AffectNetDataModule(pl.LightningDataModule):
     def _index_and_split(self, rebuild: bool) -> tuple[Index, dict[str, np.ndarray]]:
         require_layout(self.root)  # before cache_dir_for, which would create root/.fer_cache
         cache = cache_dir_for(self.root, self.cache_dir)
-        index, _ = load_or_build_index(
-            self.root, cache, rebuild, self.check_workers, quiet=self._warned
-        )
+        # Dataset problems are logged once per run: by the process that prepares the data, or
+        # by rank 0 when nothing prepared it in this process.
+        quiet = self._warned or rank_and_world()[0] != 0
+        index, _ = load_or_build_index(self.root, cache, rebuild, self.check_workers, quiet)
         self._warned = True
         rows = load_or_make_split(
             cache, index, self.protocol, self.num_classes, self.seed, self.fraction
@@ -187,26 +190,31 @@ class AffectNetDataModule(pl.LightningDataModule):
         return index, rows
 
     def prepare_data(self) -> None:
-        """Generates the synthetic dataset if configured; builds the index and split once."""
-        if self.synthetic is not None:
-            from fer_lightning.data.synthetic import ensure_synthetic
+        """Generates the synthetic dataset if configured; builds the index and split once.
 
+        Lightning calls this in one process per node; what it loads is kept for ``setup`` in the
+        same process, and other processes read the files it wrote.
+        """
+        if self.synthetic is not None:
             ensure_synthetic(self.root, **self.synthetic)
-        self._index_and_split(rebuild=self.rebuild_index)
+        self._prepared = self._index_and_split(rebuild=self.rebuild_index)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        index, rows = self._index_and_split(rebuild=False)
+        index, rows = self._prepared or self._index_and_split(rebuild=False)
+        self._prepared = None
         for part in PARTS:
             if len(rows[part]) == 0:
                 raise ConfigError(
                     f"the {part} split of {self.root} is empty: the dataset is too small for "
                     f"protocol={self.protocol} with fraction {self.fraction:g}"
                 )
-        augment = {"train": self.augment}
+        train_augment = SeededAugment(self.augment, self.seed) if self.augment is not None else None
         self.datasets = {
-            part: AffectNetDataset(index, rows[part], self.image_size, augment.get(part), self.seed)
+            part: AffectNetDataset(
+                index, rows[part], self.image_size, train_augment if part == "train" else None
+            )
             for part in PARTS
         }
         log.info("split sizes (%s protocol): %s", self.protocol, self.split_sizes)
@@ -269,9 +277,6 @@ class AffectNetDataModule(pl.LightningDataModule):
 
 def _absolute(root: str | os.PathLike) -> Path:
     """Relative roots are taken from where the command was started, also inside Hydra runs."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import to_absolute_path
-
     if HydraConfig.initialized():
         return Path(to_absolute_path(str(root)))
     return Path(root)

@@ -1,0 +1,118 @@
+"""DDP through the real CLI on 2 CPU processes (gloo): one set of reports, and a checkpoint scored
+by 2 processes exactly as by 1, on a test split of odd size (the ranks hold 25 and 24 samples).
+
+The exact comparison evaluates with batches of one sample: float32 kernels may round differently
+for different batch sizes, and sharding changes which batch sizes occur (49 = 3 x 16 + 1 in one
+process, 16 + 9 and 16 + 8 on two ranks), which moves the metrics by ~1e-8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_lightning.data.synthetic import ensure_synthetic
+from fer_lightning.eval import evaluate
+from fer_lightning.module import gather_outputs
+from tests.conftest import tiny_overrides
+
+# The holdout test split is round(0.2 * 245) = 49 samples; the validation split 63.
+ODD = {"train_size": 245, "val_size": 63, "image_size": 32, "seed": 0}
+TEST_SIZE = 49
+DDP_CPU = (
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.precision=32-true",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+)
+
+
+@pytest.fixture(scope="module")
+def odd_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_synthetic(tmp_path_factory.mktemp("odd"), **ODD)
+
+
+def odd_data(root: Path) -> list[str]:
+    tiny = [o for o in tiny_overrides(root) if not o.startswith("data.synthetic.")]
+    return [*tiny, *(f"data.synthetic.{k}={v}" for k, v in ODD.items())]
+
+
+def run_cli(app: str, run_dir: Path, *overrides: str) -> None:
+    """`python -m app ... hydra.run.dir=run_dir`; Lightning starts rank 1 with the same command."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", app, *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=run_dir.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(odd_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-process training run (one epoch of T-Net), tested and reported as train does."""
+    run = tmp_path_factory.mktemp("ddp") / "train"
+    run_cli(
+        "fer_lightning.train",
+        run,
+        *odd_data(odd_dataset),
+        "model=tnet",
+        "trainer.max_epochs=1",
+        *DDP_CPU,
+    )
+    return run
+
+
+def test_two_process_training_writes_one_set_of_reports(ddp_run):
+    # Nothing beside the run directory (no lightning_logs/ or outputs/ from rank 1).
+    assert [p.name for p in ddp_run.parent.iterdir()] == [ddp_run.name]
+    assert [p.relative_to(ddp_run) for p in ddp_run.rglob("metrics.json")] == [
+        Path("results/metrics.json")
+    ]
+    assert [p.relative_to(ddp_run) for p in ddp_run.rglob("results")] == [Path("results")]
+    checkpoints = sorted(p.name for p in (ddp_run / "checkpoints").iterdir())
+    assert checkpoints[-1] == "last.ckpt" and checkpoints[0].startswith("best-")
+    assert pd.read_csv(ddp_run / "results" / "experiment.csv")["device"][0] == "2 x cpu"
+    paths = pd.read_csv(ddp_run / "results" / "predictions.csv")["path"]
+    assert len(paths) == TEST_SIZE and paths.is_unique
+
+
+def test_two_processes_score_a_checkpoint_exactly_as_one(
+    ddp_run, odd_dataset, compose_config, tmp_path
+):
+    best = next((ddp_run / "checkpoints").glob("best-*.ckpt"))
+    data = [o for o in odd_data(odd_dataset) if o.startswith("data")] + ["data.batch_size=1"]
+    two = tmp_path / "two"
+    run_cli("fer_lightning.eval", two, f"ckpt_path={best}", *data, *DDP_CPU)
+    one = tmp_path / "one"
+    overrides = [f"ckpt_path={best}", *data, "trainer.accelerator=cpu", f"paths.output_dir={one}"]
+    evaluate(compose_config("eval", overrides))
+
+    expected = json.loads((one / "results" / "metrics.json").read_text())
+    scored = json.loads((two / "results" / "metrics.json").read_text())
+    assert scored.keys() == expected.keys()
+    for key, value in expected.items():
+        assert scored[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+    predictions = pd.read_csv(two / "results" / "predictions.csv")
+    assert len(predictions) == TEST_SIZE and predictions["path"].is_unique
+    pd.testing.assert_frame_equal(predictions, pd.read_csv(one / "results" / "predictions.csv"))
+
+
+def test_gathered_outputs_are_in_sample_order():
+    outputs = {"index": np.array([4, 0, 2]), "probs": np.array([[0.4], [0.0], [0.2]])}
+    gathered = gather_outputs(outputs)
+    assert gathered["index"].tolist() == [0, 2, 4]
+    assert gathered["probs"][:, 0].tolist() == [0.0, 0.2, 0.4]
+    assert gather_outputs({}) == {}

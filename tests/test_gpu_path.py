@@ -1,0 +1,63 @@
+"""The module's GPU-path options: harmless on the CPU, and their CUDA branch exercised on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from fer_lightning.losses import MultiTaskLoss
+from fer_lightning.models import create_model
+from fer_lightning.module import MultiTaskModule
+
+
+def attached_module(**options: bool) -> MultiTaskModule:
+    module = MultiTaskModule(
+        net=create_model("tnet", image_size=32),
+        loss=MultiTaskLoss({"expression": 0.9, "valence": 0.05, "arousal": 0.05}),
+        optimizer=torch.optim.Adam,
+        **options,
+    )
+    module.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    return module
+
+
+def batch() -> dict[str, torch.Tensor]:
+    return {
+        "image": torch.randn(4, 3, 32, 32),
+        "expression": torch.tensor([0, 1, 2, 3]),
+        "va": torch.zeros(4, 2),
+    }
+
+
+def test_on_the_cpu_channels_last_changes_nothing_and_compile_wraps_in_place():
+    module = attached_module(channels_last=True, compile=True)
+    names = set(module.state_dict())
+    module.setup("fit")
+    conv = next(p for p in module.net.parameters() if p.ndim == 4)
+    assert conv.is_contiguous()  # default layout kept on the CPU
+    assert module.net._compiled_call_impl is not None
+    # In place: checkpoints keep their keys and load into an uncompiled network.
+    assert set(module.state_dict()) == names
+
+
+def test_on_cuda_the_network_and_its_inputs_are_channels_last(monkeypatch):
+    module = attached_module()
+    strategy = type(module.trainer.strategy)
+    monkeypatch.setattr(strategy, "root_device", property(lambda self: torch.device("cuda")))
+    module.setup("test")
+    conv = next(p for p in module.net.parameters() if p.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    images = module._images(batch())
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    losses, logits, _ = module._step(batch())
+    assert logits.shape == (4, 8) and torch.isfinite(losses["loss"])
+
+
+@pytest.mark.slow
+def test_a_compiled_network_trains_on_the_cpu():
+    module = attached_module(compile=True)
+    module.setup("fit")
+    losses, _, _ = module._step(batch())
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in module.net.parameters() if p.requires_grad)
