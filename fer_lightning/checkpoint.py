@@ -1,17 +1,28 @@
-"""Reading checkpoints safely: weights and plain config only, never pickled code."""
+"""Checkpoint files: read safely (weights and plain config, never pickled code), written so that
+no interruption leaves a broken one in place of a good one, and found again when a run resumes."""
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 import zipfile
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
+from lightning_fabric.plugins import TorchCheckpointIO
 from torch import nn
 
 from fer_lightning.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -41,12 +52,98 @@ def build_net(checkpoint: dict[str, Any]) -> nn.Module:
     return net.eval()
 
 
+def previous_version(path: Path) -> Path:
+    """Where `AtomicCheckpointIO` keeps the version of `path` that a save replaced."""
+    return path.with_name(f"{path.stem}-prev{path.suffix}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Makes renames in `directory` survive a power cut (POSIX leaves them in the page cache)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves a checkpoint whole or not at all, and keeps the one it replaces as `<name>-prev.ckpt`.
+
+    Lightning's own save writes through a temporary file in the system's temp dir and moves it
+    without fsync: the move is a copy when the temp dir is another filesystem, and after a power
+    cut the renamed file may be empty. Here the temporary file sits beside the target, is flushed to
+    disk, then renamed over it. Overwriting happens to `last.ckpt` (at every mid-epoch and epoch-end
+    save); its previous version stays as `last-prev.ckpt`, the fallback `resume_checkpoint` uses
+    when the last one cannot be read.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO.save_checkpoint does not take storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        with temporary.open("wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        if path.exists():
+            os.replace(path, previous_version(path))
+        os.replace(temporary, path)
+        _fsync_dir(path.parent)
+
+
 def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
-    """The checkpoint a run continues from: `ckpt_path` if given, else the run's last one."""
+    """The checkpoint a run continues from: `ckpt_path` if given, else the run's last readable one.
+
+    A last checkpoint that cannot be read (cut short, corrupted) is renamed `*.unreadable`, reported
+    in one line, and the one it replaced (`last-prev.ckpt`) is used instead.
+    """
     if cfg.get("ckpt_path"):
         load_checkpoint(cfg.ckpt_path)  # fails in one line if missing or unreadable
         return str(cfg.ckpt_path)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if cfg.get("resume", True) and last.is_file():
-        return str(last)
+    if not cfg.get("resume", True):
+        return None
+    last = run_dir / CHECKPOINT_DIR / LAST
+    unreadable = []
+    for candidate in (last, previous_version(last)):
+        if not candidate.is_file():
+            continue
+        try:
+            load_checkpoint(candidate)
+        except ConfigError as exc:
+            aside = candidate.with_name(f"{candidate.name}.unreadable")
+            os.replace(candidate, aside)
+            unreadable.append(candidate)
+            log.warning("%s; moved it to %s, trying the previous checkpoint", exc, aside.name)
+            continue
+        if unreadable:
+            log.warning("resuming from the previous checkpoint %s", candidate)
+        return str(candidate)
+    if unreadable:
+        raise ConfigError(
+            f"no readable checkpoint left in {last.parent}: pass resume=false to start over"
+        )
     return None
+
+
+def start_over(run_dir: Path, logs: Iterable[Path] = ()) -> Path | None:
+    """Moves a run's checkpoints, results and `logs` into `run_dir/old-<time>/`, for resume=false.
+
+    Starting over in the same directory must not resume from, or be confused with, the earlier
+    attempt, but that attempt may have cost hours: it is kept, not deleted. Returns the folder, or
+    None when there was nothing to move.
+    """
+    paths = [run_dir / CHECKPOINT_DIR, run_dir / "results", *logs]
+    existing = [path for path in paths if path.exists() and path.is_relative_to(run_dir)]
+    if not existing:
+        return None
+    old = run_dir / f"old-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    for path in existing:
+        target = old / path.relative_to(run_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    log.info("resume=false: moved the previous attempt's checkpoints, results and logs to %s", old)
+    return old

@@ -87,7 +87,7 @@ class MultiTaskModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        # A class-balanced sampler already evens the classes out: weighting CE too would do it twice.
+        # A class-balanced sampler already evens the classes out; weighting CE too would double it.
         balanced = getattr(datamodule, "uses_balanced_sampler", False)
         if stage == "fit" and datamodule is not None and self.loss.class_weighted and not balanced:
             self.loss.set_class_weights(datamodule.class_weights())

@@ -24,7 +24,10 @@ def test_the_gpu_bench_reports_images_per_second_on_a_tiny_cpu_run(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    row = re.search(r"^tnet\s.*?\s([0-9.]+) images/s\s+([0-9.]+) min\s+float32 on cpu$",
-                    result.stdout, re.MULTILINE)
+    row = re.search(
+        r"^tnet\s.*?\s([0-9.]+) images/s\s+([0-9.]+) min\s+float32 on cpu$",
+        result.stdout,
+        re.MULTILINE,
+    )
     assert row, result.stdout
     assert float(row.group(1)) > 0 and float(row.group(2)) > 0

@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
+from fer_lightning.app import CONFIG_DIR
 from fer_lightning.data.synthetic import ensure_synthetic
 from fer_lightning.eval import evaluate
 from fer_lightning.module import gather_outputs
@@ -116,3 +119,15 @@ def test_gathered_outputs_are_in_sample_order():
     assert gathered["index"].tolist() == [0, 2, 4]
     assert gathered["probs"][:, 0].tolist() == [0.0, 0.2, 0.4]
     assert gather_outputs({}) == {}
+
+
+def test_the_slurm_launcher_starts_one_task_per_gpu_on_every_node(compose_config):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    compose_config()  # registers the project's resolvers and model configs
+    overrides = ["hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    params = instantiate(cfg.hydra.launcher).params
+    assert (params["nodes"], params["gpus_per_node"], params["tasks_per_node"]) == (2, 4, 4)
+    # Requeued on its time limit; the rerun resumes in the same run directory.
+    assert params["max_num_timeout"] > 0

@@ -1,4 +1,4 @@
-"""The module's GPU-path options: harmless on the CPU, and their CUDA branch exercised on the CPU."""
+"""The module's GPU-path options: harmless on the CPU; their CUDA branch exercised on the CPU."""
 
 from __future__ import annotations
 

@@ -49,8 +49,12 @@ def test_training_lowers_the_loss_and_leaves_its_files(compose_config, tiny_data
     )
 
     eval_cfg = compose_config(
-        "eval", [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.accelerator=cpu",
-                 f"paths.output_dir={run / 'eval'}"]
+        "eval",
+        [
+            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            "trainer.accelerator=cpu",
+            f"paths.output_dir={run / 'eval'}",
+        ],
     )
     evaluated = evaluate(eval_cfg)
     assert set(evaluated) == set(metrics)
@@ -75,8 +79,9 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_missing_dataset_is_one_line(tmp_path):
-    result = _run("fer_lightning.train", "data=affectnet", f"hydra.run.dir={tmp_path}/run",
-                  cwd=tmp_path)
+    result = _run(
+        "fer_lightning.train", "data=affectnet", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path
+    )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert "Dataset" in last and "data=synthetic" in last
@@ -84,8 +89,56 @@ def test_missing_dataset_is_one_line(tmp_path):
 
 
 def test_unknown_model_is_one_line(tmp_path, tiny_dataset):
-    result = _run("fer_lightning.train", *tiny_overrides(tiny_dataset), "model=squeezenet",
-                  "model.name=no_such_net", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    result = _run(
+        "fer_lightning.train",
+        *tiny_overrides(tiny_dataset),
+        "model=squeezenet",
+        "model.name=no_such_net",
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "no_such_net" in result.stderr.strip().splitlines()[-1]
+
+
+CORE_MODELS = [
+    "squeezenet",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "resnet18",
+    "tnet",
+]
+OTHER_MODELS = sorted(
+    {p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml")} - set(CORE_MODELS)
+) + ["regnet_y_400mf"]
+
+
+def _fast_dev_run(compose_config, tiny_dataset, name: str) -> dict[str, float]:
+    # The smallest input each network accepts (torchvision's metadata), rounded up.
+    size = {"inception_v3": 80, "efficientnet_v2_s": 48, "efficientnet_v2_m": 48}.get(name, 32)
+    cfg = compose_config(
+        "train",
+        [
+            *tiny_overrides(tiny_dataset),
+            f"model={name}",
+            f"data.image_size={size}",
+            "data.batch_size=4",
+            "trainer.fast_dev_run=true",
+        ],
+    )
+    return train(cfg)
+
+
+@pytest.mark.parametrize("name", CORE_MODELS)
+def test_fast_dev_run_for_each_original_model(compose_config, tiny_dataset, name):
+    metrics = _fast_dev_run(compose_config, tiny_dataset, name)
+    assert 0.0 <= metrics["acc"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", OTHER_MODELS)
+def test_fast_dev_run_for_other_models(compose_config, tiny_dataset, name):
+    metrics = _fast_dev_run(compose_config, tiny_dataset, name)
+    assert 0.0 <= metrics["acc"] <= 1.0

@@ -35,6 +35,7 @@ from fer_lightning.data.affectnet import (
     load_or_build_index,
     require_layout,
 )
+from fer_lightning.data.resumable import ResumableLoader
 from fer_lightning.data.sampler import EpochSampler, rank_and_world
 from fer_lightning.data.split import PARTS, PROTOCOLS, load_or_make_split
 from fer_lightning.data.synthetic import ensure_synthetic
@@ -239,7 +240,7 @@ class AffectNetDataModule(pl.LightningDataModule):
 
     def _loader(self, part: str, sampler: EpochSampler, drop_last: bool) -> DataLoader:
         workers = self.num_workers > 0
-        return DataLoader(
+        return ResumableLoader(
             self._require_setup()[part],
             batch_size=self.batch_size,
             sampler=sampler,
@@ -248,6 +249,9 @@ class AffectNetDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers and workers,
             prefetch_factor=self.prefetch_factor if workers else None,
             drop_last=drop_last,
+            # Worker seeds come from here rather than the global RNG, so creating an iterator does
+            # not move the dropout RNG stream (a resumed run creates them at different points).
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
