@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -69,15 +71,15 @@ def make_dataset(root: Path, images: int, unique: int, size: int, processes: int
     """An AffectNet-layout set of `images` training ids over `unique` drawn faces (see above).
 
     Reused when `root` already holds one made with the same arguments. val_set holds one face
-    per 50 training ids (at least 8): setup needs it, the benchmark never validates.
+    per 50 training ids (at least 8 and one per shard): setup needs it, the bench never validates.
     """
     unique = min(unique, images)
-    val = max(8, images // 50)
+    shards = max(1, min(processes, unique // 8))  # every shard draws some train and val faces
+    val = max(8, shards, images // 50)
     params = {"images": images, "unique": unique, "val": val, "image_size": size}
     marker = root / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == params:
         return root
-    shards = max(1, min(processes, unique // 8))
     train_sizes, val_sizes = _shard_sizes(unique, shards), _shard_sizes(val, shards)
     shard_roots = [root / ".unique" / f"shard-{k}" for k in range(shards)]
     with ProcessPoolExecutor(shards) as pool:
@@ -177,10 +179,25 @@ def bench_config(model: str, root: Path, args: argparse.Namespace, out: Path) ->
         return compose(config_name="train", overrides=overrides)
 
 
+def warn_if_shared_memory_is_small(data: DictConfig) -> None:
+    """Worker batches travel through /dev/shm; a container's default (64 MB) cannot hold them."""
+    shm = Path("/dev/shm")
+    batch_bytes = data.batch_size * 3 * data.image_size**2  # uint8
+    need = data.num_workers * data.prefetch_factor * batch_bytes
+    if shm.is_dir() and shutil.disk_usage(shm).total < need:
+        print(
+            f"warning: /dev/shm holds {shutil.disk_usage(shm).total / 2**20:.0f} MiB, but the "
+            f"loader may keep {need / 2**20:.0f} MiB of batches in flight: lower --workers or "
+            "--batch-size, or give the container more shared memory",
+            file=sys.stderr,
+        )
+
+
 def bench_model(model: str, root: Path, args: argparse.Namespace) -> dict[str, object]:
     """Images per second of training `model` end to end, with what the run used."""
     with tempfile.TemporaryDirectory() as out:
         cfg = bench_config(model, root, args, Path(out))
+        warn_if_shared_memory_is_small(cfg.data)
         pl.seed_everything(cfg.seed)
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()

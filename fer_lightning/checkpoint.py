@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from torch import nn
 
 from fer_lightning.errors import ConfigError
@@ -107,43 +108,48 @@ def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
     if not cfg.get("resume", True):
         return None
     last = run_dir / CHECKPOINT_DIR / LAST
-    unreadable = []
+    problems: list[str] = []
     for candidate in (last, previous_version(last)):
         if not candidate.is_file():
             continue
         try:
             load_checkpoint(candidate)
         except ConfigError as exc:
-            aside = candidate.with_name(f"{candidate.name}.unreadable")
-            os.replace(candidate, aside)
-            unreadable.append(candidate)
-            log.warning("%s; moved it to %s, trying the previous checkpoint", exc, aside.name)
+            problems.append(str(exc))
+            _set_aside_unreadable(candidate)
             continue
-        if unreadable:
-            log.warning("resuming from the previous checkpoint %s", candidate)
+        if problems:
+            log.warning(
+                "%s (renamed *.unreadable); resuming from %s", "; ".join(problems), candidate
+            )
         return str(candidate)
-    if unreadable:
+    if problems:
         raise ConfigError(
-            f"no readable checkpoint left in {last.parent}: pass resume=false to start over"
+            f"{'; '.join(problems)}: no readable checkpoint left, resume=false starts over"
         )
     return None
 
 
-def start_over(run_dir: Path, logs: Iterable[Path] = ()) -> Path | None:
+@rank_zero_only
+def _set_aside_unreadable(path: Path) -> None:
+    """Renames `path` to `*.unreadable`: kept for inspection, no longer in the way of a save."""
+    os.replace(path, path.with_name(f"{path.name}.unreadable"))
+
+
+@rank_zero_only
+def start_over(run_dir: Path, logs: Iterable[Path] = ()) -> None:
     """Moves a run's checkpoints, results and `logs` into `run_dir/old-<time>/`, for resume=false.
 
     Starting over in the same directory must not resume from, or be confused with, the earlier
-    attempt, but that attempt may have cost hours: it is kept, not deleted. Returns the folder, or
-    None when there was nothing to move.
+    attempt, but that attempt may have cost hours: it is kept, not deleted.
     """
     paths = [run_dir / CHECKPOINT_DIR, run_dir / "results", *logs]
     existing = [path for path in paths if path.exists() and path.is_relative_to(run_dir)]
     if not existing:
-        return None
+        return
     old = run_dir / f"old-{datetime.now():%Y-%m-%d_%H-%M-%S}"
     for path in existing:
         target = old / path.relative_to(run_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
     log.info("resume=false: moved the previous attempt's checkpoints, results and logs to %s", old)
-    return old

@@ -101,11 +101,16 @@ class AffectNetDataset(Dataset):
             )
         raise RuntimeError(f"no image of this split decodes any more (first: {self.path(i)})")
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
-        i, epoch = item if isinstance(item, tuple) else (item, 0)
+    def load(self, i: int, epoch: int = 0) -> tuple[int, np.ndarray]:
+        """(index used, uint8 HWC RGB image decoded and augmented): the per-sample work of both
+        loader backends. The index differs from ``i`` when the sample had to be substituted."""
         i, image = self._decode(i)
         if self.augment is not None:
             image = self.augment(image, epoch, i)
+        return i, image
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        i, image = self.load(*item) if isinstance(item, tuple) else self.load(item)
         return {
             "image": torch.from_numpy(to_chw(image)),
             "expression": int(self.expression[i]),

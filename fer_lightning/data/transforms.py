@@ -48,9 +48,17 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).view(images.shape)
 
 
-def to_chw(image: np.ndarray) -> np.ndarray:
-    """HWC -> a new contiguous CHW array; OpenCV's split is faster than a numpy transpose copy."""
-    out = np.empty((image.shape[2], *image.shape[:2]), dtype=image.dtype)
+def to_chw(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """HWC -> contiguous CHW, in a new array or in ``out`` (a sample's slot in a batch buffer).
+
+    OpenCV's split is faster than a numpy transpose copy. Given planes of the wrong shape it would
+    silently write new arrays instead, so ``out`` is checked.
+    """
+    shape = (image.shape[2], *image.shape[:2])
+    if out is None:
+        out = np.empty(shape, dtype=image.dtype)
+    elif out.shape != shape or out.dtype != image.dtype:
+        raise ValueError(f"a {image.dtype} {shape} CHW image does not fit {out.dtype} {out.shape}")
     cv2.split(image, list(out))
     return out
 

@@ -1,0 +1,446 @@
+"""Fault tolerance: rerunning an interrupted run's command continues it exactly where it stopped.
+
+Lightning's checkpoints restore the weights, optimiser, scheduler, gradient scaler, loop position
+and the callbacks' states (early stopping, best checkpoint, `MetricHistory`); the training loader
+restores the data order (`fer_lightning/data/resumable.py`). `FaultTolerance` saves often enough
+and on the signals that announce an end, and adds what those checkpoints lack for an exact
+continuation. `NonFiniteLoss` keeps nan/inf out of the weights and out of every checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from lightning_fabric.utilities.rank_zero import rank_zero_only
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+from fer_lightning.checkpoint import LAST, AtomicCheckpointIO
+from fer_lightning.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "fer_resume"  # FaultTolerance's part of a checkpoint
+# SIGUSR1: SLURM's `--signal` warning; SIGUSR2: submitit's (hydra/launcher=slurm).
+SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")
+LOG_ASIDE = ".resume"  # suffix of a CSV log kept from CSVLogger until the resumed run takes it
+ACTIONS = ("stop", "skip")
+
+
+def exit_status(signum: int) -> int:
+    """The exit status after a signal's checkpoint: 128 + N, as if the signal had ended the run."""
+    return 128 + signum
+
+
+def fault_tolerance_plugins() -> list[Any]:
+    """Trainer plugins: atomic checkpoint writes and, under SLURM, no Lightning auto-requeue.
+
+    Lightning's SLURM requeue handler checkpoints inside the SIGUSR1 handler, in the middle of a
+    step, to `hpc_ckpt_<n>.ckpt` files that it then prefers over `ckpt_path`. `FaultTolerance`
+    handles SIGUSR1 instead: it saves `last.ckpt` after the current batch and exits. Requeueing is
+    the launcher's job (submitit's SIGUSR2 handler, run after that save, or the batch script).
+    """
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
+
+
+def rng_states() -> dict[str, Any]:
+    """The global RNG states (dropout draws from torch's), as types a weights-only load accepts."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    return [_cpu(v) for v in value]
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    return [_to(v, device) for v in value]
+
+
+def epoch_state(trainer: pl.Trainer) -> dict[str, Any]:
+    """What the epoch's logged values have accumulated so far, for a checkpoint within an epoch.
+
+    Lightning keeps the running sums behind epoch means (`train/loss_epoch`) in its results and a
+    logged torchmetrics object (`train/acc`) in the module, and checkpoints neither: a run resumed
+    within an epoch would report means of the batches after the resume only.
+    """
+    sums, metrics = {}, {}
+    for key, result in trainer.fit_loop.epoch_loop._results.items():
+        if not result.meta.on_epoch:
+            continue
+        if result.is_tensor:
+            sums[key] = {name: _cpu(value) for name, value in result.metric_state.items()}
+        elif result.meta.metric_attribute:
+            metrics[result.meta.metric_attribute] = {
+                name: _cpu(value) for name, value in result.value.metric_state.items()
+            }
+    return {"sums": sums, "metrics": metrics}
+
+
+def load_epoch_metrics(pl_module: pl.LightningModule, metrics: dict[str, Any]) -> None:
+    """Restores the states of the torchmetrics objects the epoch logged (before its next batch)."""
+    for attribute, state in metrics.items():
+        metric = pl_module.get_submodule(attribute)
+        for name, value in state.items():
+            setattr(metric, name, _to(value, pl_module.device))
+
+
+def add_epoch_sums(trainer: pl.Trainer, sums: dict[str, Any]) -> None:
+    """Adds the saved sums to those of the first batch after a resume (exactly the same floating-
+    point additions as without the interruption: the fresh sum of one batch is 0 + x = x)."""
+    results = trainer.fit_loop.epoch_loop._results
+    for key, saved in sums.items():
+        if key not in results:
+            continue
+        result = results[key]
+        extreme = result.meta.is_max_reduction or result.meta.is_min_reduction
+        for name, before in saved.items():
+            now = getattr(result, name)
+            before = before.to(now.device)
+            setattr(result, name, result.meta.reduce_fx(before, now) if extreme else before + now)
+
+
+def csv_logs(loggers: Iterable[Logger]) -> list[Path]:
+    """The metrics files of the CSV loggers among `loggers`."""
+    return [Path(lg.log_dir) / "metrics.csv" for lg in loggers if isinstance(lg, CSVLogger)]
+
+
+@rank_zero_only
+def set_aside_logs(files: Iterable[Path]) -> None:
+    """Before a resumed fit: CSVLogger deletes its metrics file when it starts, so move it aside.
+
+    `FaultTolerance` puts the rows logged up to the checkpoint back when the fit starts. A newer
+    file wins over one already set aside (which the resumed run that set it aside never got to put
+    back before it was interrupted).
+    """
+    for file in files:
+        if file.is_file():
+            os.replace(file, file.with_name(file.name + LOG_ASIDE))
+
+
+def restore_logged_rows(logger: CSVLogger, through_step: float) -> None:
+    """Puts back the rows set aside for `logger` whose step is at most `through_step`.
+
+    Rows after the checkpoint are dropped: the resumed run logs them again.
+    """
+    writer = logger.experiment
+    target = Path(writer.metrics_file_path)
+    aside = target.with_name(target.name + LOG_ASIDE)
+    if not aside.is_file():
+        return
+    with aside.open(newline="") as file:
+        reader = csv.DictReader(file)
+        header = list(reader.fieldnames or ())
+        rows = [row for row in reader if float(row["step"]) <= through_step]
+    temporary = target.with_name(f".{target.name}.tmp")
+    with temporary.open("w", newline="") as file:
+        out = csv.DictWriter(file, fieldnames=header)
+        out.writeheader()
+        out.writerows(rows)
+    os.replace(temporary, target)
+    writer.metrics_keys = header  # so the writer appends under this header (adding new columns)
+    aside.unlink()
+
+
+def _on_any_rank(trainer: pl.Trainer, *flags: bool) -> tuple[bool, ...]:
+    """Each flag, true if it is true in any process: all DDP ranks must save at the same batch."""
+    if trainer.world_size == 1:
+        return flags
+    votes = torch.tensor(flags, dtype=torch.int32, device=trainer.strategy.root_device)
+    return tuple(bool(v) for v in trainer.strategy.reduce(votes, reduce_op="max").tolist())
+
+
+def _signals() -> list[int]:
+    return [getattr(signal, name) for name in SIGNALS if hasattr(signal, name)]
+
+
+class FaultTolerance(pl.Callback):
+    """Checkpoints within epochs and on termination signals; makes a resumed run continue exactly.
+
+    When: `checkpoints/last.ckpt` is saved every `every_n_steps` optimizer steps and/or when
+    `every_minutes` have passed since the last save (any save, also the epoch-end one), so an
+    interruption loses at most that much work. Never at an epoch's last batch: the epoch-end
+    checkpoint follows it (and Lightning resumes a last-batch checkpoint past the validation).
+
+    Signals (SIGTERM, SIGINT, SIGUSR1, SIGUSR2) during training: the current batch finishes,
+    `last.ckpt` is saved, the rows logged for that batch are flushed, and the process exits with
+    status 128 + the signal's number. A handler that was installed before the Trainer's (submitit's
+    requeue on SIGUSR2) runs after the save. A second Ctrl+C interrupts at once.
+
+    What checkpoints get (key `fer_resume`): the global RNG states, restored before the first
+    resumed batch, so dropout draws as without the interruption; whether training had been
+    told to stop (early stopping), so a finished run is not trained further; the logger step up
+    to which rows precede the checkpoint, so CSV logs lose and repeat no rows; within an epoch, the
+    epoch's running logged sums and metric states (see `epoch_state`).
+    """
+
+    def __init__(
+        self, dirpath: str, every_n_steps: int | None = None, every_minutes: float | None = 10
+    ) -> None:
+        if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps < 1):
+            raise ConfigError(
+                f"checkpoint.every_n_steps must be a positive integer or null: {every_n_steps!r}"
+            )
+        if every_minutes is not None and not every_minutes > 0:
+            raise ConfigError(
+                f"checkpoint.every_minutes must be positive or null, got {every_minutes!r}"
+            )
+        self.path = Path(dirpath) / LAST
+        self.every_n_steps = every_n_steps
+        self.every_seconds = every_minutes * 60 if every_minutes is not None else None
+        self._last_save = time.monotonic()
+        self._signal: int | None = None
+        self._exit_pending = False
+        self._flush_pending = False
+        self._trained = False
+        self._restored: dict[str, Any] | None = None
+        self._epoch_sums: dict[str, Any] | None = None
+        self._replaced: dict[int, Any] = {}  # the handlers ours replaced while training
+        self._earlier: dict[int, Any] = {}  # the handlers installed before the Trainer's
+
+    # Checkpoint contents
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        progress = trainer.fit_loop.epoch_progress.current
+        within_epoch = progress.processed < progress.started
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        checkpoint[STATE_KEY] = {
+            "rng": rng_states(),
+            "should_stop": trainer.should_stop,
+            # Within an epoch, the current batch's rows (logged after this hook) precede the
+            # checkpoint; at an epoch's end the loop has already counted the next step.
+            "logged_through_step": step if within_epoch else step - 1,
+            "epoch": epoch_state(trainer) if within_epoch else None,
+        }
+        self._last_save = time.monotonic()
+        self._flush_pending = True
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._restored = checkpoint.get(STATE_KEY)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._earlier = {signum: signal.getsignal(signum) for signum in _signals()}
+        restored = self._restored
+        through = restored["logged_through_step"] if restored else math.inf
+        for logger in trainer.loggers if trainer.is_global_zero else ():
+            if isinstance(logger, CSVLogger):
+                restore_logged_rows(logger, through)
+        if restored:
+            trainer.should_stop = restored["should_stop"]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        restored = self._restored
+        if restored:
+            set_rng_states(restored["rng"])
+            if restored["epoch"]:
+                load_epoch_metrics(pl_module, restored["epoch"]["metrics"])
+                self._epoch_sums = restored["epoch"]["sums"]
+        self._last_save = time.monotonic()
+        self._install_handlers()
+
+    # When to save
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._flush_pending:  # rows logged right after a save belong before it: keep them
+            for logger in trainer.loggers:
+                logger.save()
+            self._flush_pending = False
+        if self._exit_pending:
+            self._exit()
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self._epoch_sums is not None:
+            add_epoch_sums(trainer, self._epoch_sums)
+            self._epoch_sums = None
+        self._trained = True
+        overdue = self.every_seconds is not None and (
+            time.monotonic() - self._last_save >= self.every_seconds
+        )
+        signalled, overdue = _on_any_rank(trainer, self._signal is not None, overdue)
+        step_due = self.every_n_steps is not None and trainer.global_step % self.every_n_steps == 0
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        # Accumulated gradients are not checkpointed: save only after an optimizer step.
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if last_batch or not stepped or not (signalled or overdue or step_due):
+            return
+        trainer.save_checkpoint(self.path)
+        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+        if not signalled:
+            log.info("saved %s (%s)", self.path, where)
+            return
+        name = signal.Signals(self._signal or signal.SIGTERM).name
+        log.warning(
+            "%s: saved %s (%s); exiting with status %d, rerun the same command to resume",
+            name,
+            self.path,
+            where,
+            exit_status(self._signal or signal.SIGTERM),
+        )
+        self._exit_pending = True
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
+        if self._signal is not None and not self._exit_pending:
+            log.warning(
+                "%s arrived after the last training batch: finishing the run",
+                signal.Signals(self._signal).name,
+            )
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._restored is not None and not self._trained:
+            log.info("resumed a run that had finished training: nothing left to train")
+        self._restored = None
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore_handlers()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore_handlers()
+
+    # Signals
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl+C does not wait for the checkpoint
+        self._signal = signum
+
+    def _install_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in _signals():
+            self._replaced[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._replaced.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._replaced = {}
+
+    def _exit(self) -> None:
+        signum = self._signal or signal.SIGTERM
+        earlier = self._earlier.get(signum)
+        if callable(earlier) and earlier is not signal.default_int_handler:
+            earlier(signum, None)  # e.g. submitit: requeue the job, then exit
+        raise SystemExit(exit_status(signum))
+
+
+class NonFiniteLoss(pl.Callback):
+    """What a nan or inf training loss does: `stop` the run, or `skip` that optimizer step.
+
+    The loss is checked before backward, so under `stop` the weights are still those of the last
+    good step; the run ends with a one-line error naming the epoch, batch and step, and the last
+    checkpoint stays as it was. `skip` drops the gradients of that optimizer step (with gradient
+    accumulation, of the whole accumulated step) and warns with a running count; the logged epoch
+    mean of the loss includes the bad batch. Under either action a checkpoint is never written
+    with non-finite weights (they can also come from an infinite gradient of a finite loss).
+    """
+
+    def __init__(self, action: str = "stop") -> None:
+        if action not in ACTIONS:
+            raise ConfigError(
+                f"on_nonfinite_loss must be one of {', '.join(ACTIONS)}, got {action!r}"
+            )
+        self.action = action
+        self.skipped = 0
+        self._skip_step = False
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        # One decision for all DDP ranks: they must stop, or skip, together.
+        finite = trainer.strategy.reduce_boolean_decision(
+            bool(torch.isfinite(loss).all()), all=True
+        )
+        if finite:
+            return
+        where = (
+            f"epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx} "
+            f"(optimizer step {trainer.global_step + 1})"
+        )
+        if self.action == "stop":
+            raise ConfigError(
+                f"the training loss is {loss.item()} at {where}: stopped before updating the "
+                "weights, the last checkpoint is intact; lower optimizer.lr, or set "
+                "on_nonfinite_loss=skip"
+            )
+        self._skip_step = True
+        self.skipped += 1
+        log.warning(
+            "the training loss is %s at %s: skipping this optimizer step (%d skipped so far)",
+            loss.item(),
+            where,
+            self.skipped,
+        )
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if self._skip_step:
+            optimizer.zero_grad(set_to_none=True)  # optimizers leave parameters without gradients
+            self._skip_step = False
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        finite = torch.stack([torch.isfinite(p).all() for p in pl_module.parameters()]).all()
+        if not finite:
+            raise ConfigError(
+                f"the weights are no longer finite at epoch {trainer.current_epoch}, optimizer "
+                f"step {trainer.global_step}: not saving them, the last checkpoint is intact; "
+                "lower optimizer.lr"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = state_dict["skipped"]

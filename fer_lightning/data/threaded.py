@@ -1,0 +1,186 @@
+"""The ``threads`` loader backend: samples decoded by threads of the training process.
+
+Why threads: on a VM where a page fault costs ~8 us per 4 KiB, moving every batch out of a worker
+process through a fresh shared-memory segment costs about three quarters of decoding it
+(bench/README.md). OpenCV's decode, resize, flip and arithmetic release the GIL, so threads decode
+in parallel, and each writes its samples straight into the batch's buffer (pinned when CUDA is
+present): no copy between processes, no collation copy, and the HWC->CHW pass that every sample
+needs anyway is the copy into the batch.
+
+The semantics are the process backend's by construction: the loader is the same (Resumable)
+DataLoader, so sampler, batch sampler, ``drop_last``, ``len`` and the resume state are shared; each
+sample goes through the same ``AffectNetDataset.load`` (decode with bad-sample substitution, then
+augmentation keyed by (seed, epoch, index)); and ``num_workers x prefetch_factor`` batches are in
+flight, so the sampler runs exactly as far ahead of training as with worker processes.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from fer_lightning.data.resumable import ResumableLoader
+from fer_lightning.data.transforms import to_chw
+
+if TYPE_CHECKING:  # the datamodule imports this module to offer the backend
+    from fer_lightning.data.datamodule import AffectNetDataset
+
+
+class ThreadedLoader(ResumableLoader):
+    """A ResumableLoader whose ``num_workers`` workers are threads; 0 loads in the caller.
+
+    The batches equal the process backend's: same dict, dtypes, shapes (contiguous CHW images) and
+    values. A pass's threads stop when it ends, when its iterator is closed or dropped (breaking
+    out of a loop), and at interpreter exit.
+    """
+
+    dataset: AffectNetDataset
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Threads start in microseconds: nothing is worth keeping alive between passes.
+        super().__init__(*args, **{**kwargs, "persistent_workers": False})
+
+    def _get_iterator(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.num_workers == 0:
+            return super()._get_iterator()
+        return ThreadedIterator(self)
+
+
+class ThreadedIterator:
+    """One pass over a ThreadedLoader; it issues batches from the caller's thread, as DataLoader."""
+
+    def __init__(self, loader: ThreadedLoader) -> None:
+        self._dataset = loader.dataset
+        assert loader.batch_sampler is not None and loader.prefetch_factor is not None
+        self._batches = iter(loader.batch_sampler)
+        self._depth = loader.num_workers * loader.prefetch_factor
+        self._pin = loader.pin_memory and torch.cuda.is_available()
+        self._pending: deque[_Batch] = deque()
+        self._tasks: queue.SimpleQueue[tuple[_Batch, int] | None] = queue.SimpleQueue()
+        cancelled = threading.Event()
+        threads = [
+            threading.Thread(
+                target=_work,
+                args=(self._tasks, cancelled, _own_copy(self._dataset)),
+                name=f"fer-loader-{k}",
+                daemon=True,
+            )
+            for k in range(loader.num_workers)
+        ]
+        for thread in threads:
+            thread.start()
+        # Holds no reference to self, so dropping the iterator mid-pass stops the threads.
+        self._stop = weakref.finalize(self, _stop, self._tasks, cancelled, threads)
+        self._issue()
+
+    def __iter__(self) -> ThreadedIterator:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if not self._pending:
+            self.close()
+            raise StopIteration
+        batch = self._pending.popleft()
+        self._issue()
+        try:
+            return batch.result(self._dataset)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the threads now; the pass ends (the next ``next`` raises StopIteration)."""
+        self._pending.clear()
+        self._batches = iter(())
+        self._stop()
+
+    def _issue(self) -> None:
+        """Queue the samples of further batches until ``depth`` batches are in flight."""
+        while len(self._pending) < self._depth:
+            items = next(self._batches, None)
+            if items is None:
+                return
+            batch = _Batch(items, self._dataset.image_size, self._pin)
+            self._pending.append(batch)
+            for k in range(len(items)):
+                self._tasks.put((batch, k))
+
+
+class _Batch:
+    """A batch being filled by the threads, sample k into slot k of one preallocated buffer."""
+
+    def __init__(self, items: list[tuple[int, int]], size: int, pin: bool) -> None:
+        self.items = items
+        self.image = torch.empty((len(items), 3, size, size), dtype=torch.uint8, pin_memory=pin)
+        self.slots = self.image.numpy()
+        self.index = np.empty(len(items), dtype=np.int64)
+        self.error: BaseException | None = None
+        self._left = len(items)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def fill(self, k: int, dataset: AffectNetDataset) -> None:
+        try:
+            self.index[k], image = dataset.load(*self.items[k])
+            to_chw(image, out=self.slots[k])
+        except BaseException as error:  # raised again in the consuming thread
+            self.error = error
+        with self._lock:
+            self._left -= 1
+            if self._left == 0:
+                self._done.set()
+
+    def result(self, dataset: AffectNetDataset) -> dict[str, torch.Tensor]:
+        """The batch dict, as default_collate makes it of ``AffectNetDataset.__getitem__`` items."""
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
+        return {
+            "image": self.image,
+            "expression": torch.from_numpy(dataset.expression[self.index]),
+            "va": torch.from_numpy(dataset.va[self.index]),
+            "index": torch.from_numpy(self.index),
+        }
+
+
+def _own_copy(dataset: AffectNetDataset) -> AffectNetDataset:
+    """The dataset as one thread uses it: the read-only arrays shared, the augmentation its own.
+
+    The augmentation pipeline keeps its random generators in itself and re-keys them per sample,
+    so threads must not share it (each worker process has its own copy for the same reason).
+    """
+    own = copy.copy(dataset)
+    own.augment = copy.deepcopy(dataset.augment)
+    return own
+
+
+def _work(
+    tasks: queue.SimpleQueue[tuple[_Batch, int] | None],
+    cancelled: threading.Event,
+    dataset: AffectNetDataset,
+) -> None:
+    while (task := tasks.get()) is not None:
+        if not cancelled.is_set():
+            batch, k = task
+            batch.fill(k, dataset)
+
+
+def _stop(
+    tasks: queue.SimpleQueue[tuple[_Batch, int] | None],
+    cancelled: threading.Event,
+    threads: list[threading.Thread],
+) -> None:
+    """Drop the queued samples and wait for each thread to finish the one it is on."""
+    cancelled.set()
+    for _ in threads:
+        tasks.put(None)
+    for thread in threads:
+        thread.join()
