@@ -25,10 +25,14 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def run_name(override_dirname: str) -> str:
-    """A directory name for a run, stable for the same overrides so a rerun finds its checkpoints."""
+    """A directory name for a run, stable for the same overrides so a rerun finds its checkpoints.
+
+    `model=tnet,seed=1` becomes `model-tnet_seed-1`: `=` and `,` in a path would have to be quoted
+    in every later override that names it (`ckpt_path=...`).
+    """
     if not override_dirname:
         return "default"
-    name = re.sub(r"[^A-Za-z0-9=,._+-]", "_", override_dirname)
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", override_dirname.replace("=", "-"))
     if len(name) > 100:
         digest = hashlib.sha1(name.encode()).hexdigest()[:10]
         name = f"{name[:80]}-{digest}"

@@ -311,7 +311,7 @@ class FaultTolerance(pl.Callback):
         stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
         if last_batch or not stepped or not (signalled or overdue or step_due):
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
         if not signalled:
             log.info("saved %s (%s)", self.path, where)
