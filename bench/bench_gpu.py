@@ -163,6 +163,7 @@ def bench_config(model: str, root: Path, args: argparse.Namespace, out: Path) ->
         f"data.image_size={args.image_size}",
         f"data.batch_size={args.batch_size}",
         f"data.num_workers={args.workers}",
+        *([f"++data.loader={args.loader}"] if args.loader else []),
         f"model={model}",
         "model.pretrained=false",
         "scheduler=none",
@@ -180,7 +181,10 @@ def bench_config(model: str, root: Path, args: argparse.Namespace, out: Path) ->
 
 
 def warn_if_shared_memory_is_small(data: DictConfig) -> None:
-    """Worker batches travel through /dev/shm; a container's default (64 MB) cannot hold them."""
+    """Worker processes' batches travel through /dev/shm; a container's default (64 MB) cannot
+    hold them. (Loader threads write into the batch directly and need none.)"""
+    if data.get("loader", "processes") != "processes":
+        return
     shm = Path("/dev/shm")
     batch_bytes = data.batch_size * 3 * data.image_size**2  # uint8
     need = data.num_workers * data.prefetch_factor * batch_bytes
@@ -219,6 +223,7 @@ def bench_model(model: str, root: Path, args: argparse.Namespace) -> dict[str, o
     return {
         "model": model,
         "batch": datamodule.batch_size,
+        "loader": f"{cfg.data.get('loader', 'processes')} x {cfg.data.num_workers}",
         "precision": str(trainer.precision),
         "images_per_s": timer.images / timer.seconds,
         "batch_on": timer.batch_on,
@@ -230,14 +235,17 @@ def print_table(rows: list[dict[str, object]], image_size: int) -> None:
         f"\nend-to-end training at {image_size}x{image_size}; AffectNet epoch = "
         f"{AFFECTNET_TRAIN:,} images"
     )
-    header = f"{'model':<20} {'batch':>5} {'precision':>10} {'throughput':>18} {'epoch':>9}  batch"
+    header = (
+        f"{'model':<20} {'batch':>5} {'loader':>14} {'precision':>10} {'throughput':>18} "
+        f"{'epoch':>9}  batch"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         rate = float(row["images_per_s"])
         minutes = AFFECTNET_TRAIN / rate / 60
         print(
-            f"{row['model']:<20} {row['batch']:>5} {row['precision']:>10} "
+            f"{row['model']:<20} {row['batch']:>5} {row['loader']:>14} {row['precision']:>10} "
             f"{rate:>9.1f} images/s {minutes:>7.1f} min  {row['batch_on']}"
         )
     name, size, goal = GOAL
@@ -257,6 +265,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="untimed batches (>= 1)")
     parser.add_argument("--steps", type=int, default=100, help="timed batches")
     parser.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0)) - 1))
+    parser.add_argument("--loader", default=None, help="data.loader; default: the config's")
     parser.add_argument("--models", nargs="+", default=list(PAPER_MODELS))
     parser.add_argument("--accelerator", choices=("gpu", "cpu"), default="gpu" if gpu else "cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")

@@ -40,7 +40,7 @@ def run_name(override_dirname: str) -> str:
 
 
 def gpu_precision() -> str:
-    """bf16 where the GPU computes it natively (no loss scaling needed), fp16 with a scaler otherwise."""
+    """bf16 where the GPU computes it natively (no loss scaling), fp16 with a scaler otherwise."""
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
         return "bf16-mixed"
     return "16-mixed"

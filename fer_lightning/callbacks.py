@@ -27,9 +27,10 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from lightning_fabric.utilities.rank_zero import rank_zero_only
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
-from fer_lightning.checkpoint import LAST, AtomicCheckpointIO
+from fer_lightning.checkpoint import LAST, AtomicCheckpointIO, commit_checkpoint
 from fer_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -189,24 +190,32 @@ def _signals() -> list[int]:
     return [getattr(signal, name) for name in SIGNALS if hasattr(signal, name)]
 
 
-class FaultTolerance(pl.Callback):
-    """Checkpoints within epochs and on termination signals; makes a resumed run continue exactly.
+class FaultTolerance(Checkpoint):
+    """Saves `checkpoints/last.ckpt` often and on termination signals, so that a rerun continues
+    exactly where the run stopped.
 
-    When: `checkpoints/last.ckpt` is saved every `every_n_steps` optimizer steps and/or when
-    `every_minutes` have passed since the last save (any save, also the epoch-end one), so an
-    interruption loses at most that much work. Never at an epoch's last batch: the epoch-end
-    checkpoint follows it (and Lightning resumes a last-batch checkpoint past the validation).
+    When: at every epoch end, after early stopping and the best checkpoint have updated their
+    states (as a `Checkpoint` callback it runs after the others; Lightning 2.6's `ModelCheckpoint`
+    writes `last.ckpt` only in epochs that improve its monitored metric). Within epochs, every
+    `every_n_steps` optimizer steps and/or once `every_minutes` have passed since the last save, so
+    an interruption loses at most that much work; never at an epoch's last batch, whose epoch-end
+    checkpoint follows (Lightning would resume a last-batch checkpoint past the validation).
 
-    Signals (SIGTERM, SIGINT, SIGUSR1, SIGUSR2) during training: the current batch finishes,
-    `last.ckpt` is saved, the rows logged for that batch are flushed, and the process exits with
-    status 128 + the signal's number. A handler that was installed before the Trainer's (submitit's
-    requeue on SIGUSR2) runs after the save. A second Ctrl+C interrupts at once.
+    A checkpoint becomes `last.ckpt` at the start of the next batch or epoch, once the rows that
+    Lightning logs after the hooks of the batch or epoch are flushed to disk: a run cut off in
+    between resumes from the checkpoint before, whose rows are all on disk, so the CSV log loses
+    no row.
+
+    Signals (SIGTERM, SIGINT, SIGUSR1, SIGUSR2) during training: the current batch (or at an
+    epoch's last batch, the epoch) finishes, its checkpoint is saved as above, and the process exits
+    with status 128 + the signal's number. A handler installed before the Trainer's (submitit's
+    requeue on SIGUSR2) runs after that save. A second Ctrl+C interrupts at once.
 
     What checkpoints get (key `fer_resume`): the global RNG states, restored before the first
-    resumed batch, so dropout draws as without the interruption; whether training had been
-    told to stop (early stopping), so a finished run is not trained further; the logger step up
-    to which rows precede the checkpoint, so CSV logs lose and repeat no rows; within an epoch, the
-    epoch's running logged sums and metric states (see `epoch_state`).
+    resumed batch, so dropout draws as without the interruption; whether training had been told
+    to stop (early stopping), so a finished run is not trained further; the logger step up to
+    which rows precede the checkpoint, so the CSV log repeats no row; within an epoch, the epoch's
+    running logged sums and metric states (see `epoch_state`).
     """
 
     def __init__(
@@ -221,19 +230,21 @@ class FaultTolerance(pl.Callback):
                 f"checkpoint.every_minutes must be positive or null, got {every_minutes!r}"
             )
         self.path = Path(dirpath) / LAST
+        self.staged = self.path.with_name(f".{self.path.name}.staged")
         self.every_n_steps = every_n_steps
         self.every_seconds = every_minutes * 60 if every_minutes is not None else None
         self._last_save = time.monotonic()
         self._signal: int | None = None
+        self._flush_pending = False  # rows were logged at a checkpoint's position
+        self._staged_at = ""  # where the staged checkpoint was saved, until it is committed
         self._exit_pending = False
-        self._flush_pending = False
         self._trained = False
         self._restored: dict[str, Any] | None = None
         self._epoch_sums: dict[str, Any] | None = None
         self._replaced: dict[int, Any] = {}  # the handlers ours replaced while training
         self._earlier: dict[int, Any] = {}  # the handlers installed before the Trainer's
 
-    # Checkpoint contents
+    # What checkpoints carry
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -279,13 +290,13 @@ class FaultTolerance(pl.Callback):
 
     # When to save
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._settle(trainer)  # the epoch-end checkpoint's rows
+
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self._flush_pending:  # rows logged right after a save belong before it: keep them
-            for logger in trainer.loggers:
-                logger.save()
-            self._flush_pending = False
+        self._settle(trainer)
         if self._exit_pending:
             self._exit()
 
@@ -309,30 +320,18 @@ class FaultTolerance(pl.Callback):
         last_batch = batch_idx + 1 >= trainer.num_training_batches
         # Accumulated gradients are not checkpointed: save only after an optimizer step.
         stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
-        if last_batch or not stepped or not (signalled or overdue or step_due):
-            return
-        trainer.save_checkpoint(self.path, weights_only=False)
-        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
-        if not signalled:
-            log.info("saved %s (%s)", self.path, where)
-            return
-        name = signal.Signals(self._signal or signal.SIGTERM).name
-        log.warning(
-            "%s: saved %s (%s); exiting with status %d, rerun the same command to resume",
-            name,
-            self.path,
-            where,
-            exit_status(self._signal or signal.SIGTERM),
-        )
-        self._exit_pending = True
+        if not last_batch and stepped and (signalled or overdue or step_due):
+            self._stage(trainer, exit_after=signalled)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        (signalled,) = _on_any_rank(trainer, self._signal is not None)
+        self._stage(trainer, exit_after=signalled)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._settle(trainer)
         self._restore_handlers()
-        if self._signal is not None and not self._exit_pending:
-            log.warning(
-                "%s arrived after the last training batch: finishing the run",
-                signal.Signals(self._signal).name,
-            )
+        if self._exit_pending:  # training is over, but testing was not asked for
+            self._exit()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._restored is not None and not self._trained:
@@ -346,6 +345,25 @@ class FaultTolerance(pl.Callback):
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore_handlers()
+
+    def _stage(self, trainer: pl.Trainer, exit_after: bool) -> None:
+        self.staged.unlink(missing_ok=True)  # a leftover of an interrupted run
+        trainer.save_checkpoint(self.staged, weights_only=False)
+        self._staged_at = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+        self._exit_pending = exit_after
+
+    def _settle(self, trainer: pl.Trainer) -> None:
+        """Flushes the rows logged since a save, then makes a staged checkpoint `last.ckpt`."""
+        if self._flush_pending:
+            for logger in trainer.loggers:
+                logger.save()
+            self._flush_pending = False
+        if not self._staged_at:
+            return
+        if trainer.is_global_zero:
+            commit_checkpoint(self.staged, self.path)
+        log.info("saved %s (%s)", self.path, self._staged_at)
+        self._staged_at = ""
 
     # Signals
 
@@ -366,7 +384,12 @@ class FaultTolerance(pl.Callback):
         self._replaced = {}
 
     def _exit(self) -> None:
-        signum = self._signal or signal.SIGTERM
+        signum = self._signal or signal.SIGTERM  # other DDP ranks learn of it from rank 0
+        log.warning(
+            "stopped by %s; exiting with status %d: rerun the same command to resume",
+            signal.Signals(signum).name,
+            exit_status(signum),
+        )
         earlier = self._earlier.get(signum)
         if callable(earlier) and earlier is not signal.default_int_handler:
             earlier(signum, None)  # e.g. submitit: requeue the job, then exit

@@ -67,15 +67,24 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def commit_checkpoint(source: Path, path: Path) -> None:
+    """Renames the complete file `source` to `path`. A `last.ckpt` it replaces is kept as
+    `last-prev.ckpt`; between the two renames only that one exists, and `resume_checkpoint` also
+    looks there."""
+    if path.name == LAST and path.exists():
+        os.replace(path, previous_version(path))
+    os.replace(source, path)
+    _fsync_dir(path.parent)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Saves a checkpoint whole or not at all, and keeps the one it replaces as `<name>-prev.ckpt`.
+    """Saves a checkpoint whole or not at all, and keeps the `last.ckpt` it replaces.
 
     Lightning's own save writes through a temporary file in the system's temp dir and moves it
     without fsync: the move is a copy when the temp dir is another filesystem, and after a power
     cut the renamed file may be empty. Here the temporary file sits beside the target, is flushed to
-    disk, then renamed over it. Overwriting happens to `last.ckpt` (at every mid-epoch and epoch-end
-    save); its previous version stays as `last-prev.ckpt`, the fallback `resume_checkpoint` uses
-    when the last one cannot be read.
+    disk, then renamed over it. The replaced `last.ckpt` stays as `last-prev.ckpt`, the fallback
+    `resume_checkpoint` uses when the last one cannot be read.
     """
 
     def save_checkpoint(
@@ -90,10 +99,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, file)
             file.flush()
             os.fsync(file.fileno())
-        if path.exists():
-            os.replace(path, previous_version(path))
-        os.replace(temporary, path)
-        _fsync_dir(path.parent)
+        commit_checkpoint(temporary, path)
 
 
 def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:

@@ -18,7 +18,7 @@ def wandb_logger(**kwargs) -> WandbLogger:
     """A WandbLogger that is online only when credentials exist, so it never prompts or hangs.
 
     The original project logged to wandb interactively; on a machine without a network or login,
-    wandb would ask for a key and block the run. Offline runs can be uploaded later with `wandb sync`.
+    wandb would ask for a key and block the run. Offline runs can be uploaded with `wandb sync`.
     """
     offline = not _wandb_logged_in() or os.environ.get("WANDB_MODE") == "offline"
     os.environ.setdefault("WANDB_SILENT", "true")

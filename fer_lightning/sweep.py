@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -174,4 +175,6 @@ class SweepSummary(Callback):
     """Hydra callback: writes the sweep summary once every job of `-m` has returned."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        write_summary(Path(config.hydra.sweep.dir))
+        # Lightning's ddp reruns the command, -m included, in every other rank of a local run.
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            write_summary(Path(config.hydra.sweep.dir))

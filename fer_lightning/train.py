@@ -64,6 +64,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         config=OmegaConf.to_container(cfg, resolve=True),
+        **cfg.get("module", {}),
     )
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -76,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if not cfg.test:
         return {}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     if trainer.is_global_zero:
         history = recorded_history(trainer)

@@ -35,16 +35,20 @@ from fer_lightning.data.affectnet import (
     load_or_build_index,
     require_layout,
 )
+from fer_lightning.data.locks import dataset_lock
 from fer_lightning.data.resumable import ResumableLoader
 from fer_lightning.data.sampler import EpochSampler, rank_and_world
 from fer_lightning.data.split import PARTS, PROTOCOLS, load_or_make_split
 from fer_lightning.data.synthetic import ensure_synthetic
+from fer_lightning.data.threaded import ThreadedLoader
 from fer_lightning.data.transforms import SeededAugment, build_augment, normalize, to_chw
 from fer_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("shuffle", "balanced")
+# data.loader: where samples are decoded (see fer_lightning/data/threaded.py and bench/README.md).
+LOADERS = {"threads": ThreadedLoader, "processes": ResumableLoader}
 
 
 def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -131,6 +135,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         image_size: int = 224,
         batch_size: int = 64,
         num_workers: int = 2,
+        loader: str = "threads",
         classes: int = 8,
         num_classes: int | None = None,
         protocol: str = "holdout",
@@ -153,6 +158,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.loader = loader
         self.num_classes = classes
         self.protocol = protocol
         self.fraction = test_fraction if protocol == "holdout" else val_fraction
@@ -201,9 +207,10 @@ class AffectNetDataModule(pl.LightningDataModule):
         Lightning calls this in one process per node; what it loads is kept for ``setup`` in the
         same process, and other processes read the files it wrote.
         """
-        if self.synthetic is not None:
-            ensure_synthetic(self.root, **self.synthetic)
-        self._prepared = self._index_and_split(rebuild=self.rebuild_index)
+        with dataset_lock(self.root):
+            if self.synthetic is not None:
+                ensure_synthetic(self.root, **self.synthetic)
+            self._prepared = self._index_and_split(rebuild=self.rebuild_index)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -245,7 +252,7 @@ class AffectNetDataModule(pl.LightningDataModule):
 
     def _loader(self, part: str, sampler: EpochSampler, drop_last: bool) -> DataLoader:
         workers = self.num_workers > 0
-        return ResumableLoader(
+        return LOADERS[self.loader](
             self._require_setup()[part],
             batch_size=self.batch_size,
             sampler=sampler,
@@ -308,6 +315,8 @@ def _validate(args: dict[str, Any]) -> None:
         fail(f"data.protocol must be one of {', '.join(PROTOCOLS)}, got {args['protocol']!r}")
     if args["sampler"] not in SAMPLERS:
         fail(f"data.sampler must be one of {', '.join(SAMPLERS)}, got {args['sampler']!r}")
+    if args["loader"] not in LOADERS:
+        fail(f"data.loader must be one of {', '.join(LOADERS)}, got {args['loader']!r}")
     for key in ("test_fraction", "val_fraction"):
         if not 0 < args[key] < 1:
             fail(f"data.{key} must be between 0 and 1, got {args[key]}")

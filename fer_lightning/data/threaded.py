@@ -22,7 +22,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,15 +38,12 @@ class ThreadedLoader(ResumableLoader):
     """A ResumableLoader whose ``num_workers`` workers are threads; 0 loads in the caller.
 
     The batches equal the process backend's: same dict, dtypes, shapes (contiguous CHW images) and
-    values. A pass's threads stop when it ends, when its iterator is closed or dropped (breaking
-    out of a loop), and at interpreter exit.
+    values. With ``persistent_workers`` the threads serve every pass until the loader is dropped
+    (Lightning drops its iterator at teardown); without, a pass's threads stop when it ends or its
+    iterator is dropped (breaking out of a loop). Threads left at interpreter exit are stopped.
     """
 
     dataset: AffectNetDataset
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Threads start in microseconds: nothing is worth keeping alive between passes.
-        super().__init__(*args, **{**kwargs, "persistent_workers": False})
 
     def _get_iterator(self) -> Iterator[dict[str, torch.Tensor]]:
         if self.num_workers == 0:
@@ -55,21 +52,20 @@ class ThreadedLoader(ResumableLoader):
 
 
 class ThreadedIterator:
-    """One pass over a ThreadedLoader; it issues batches from the caller's thread, as DataLoader."""
+    """Passes over a ThreadedLoader; it issues batches from the caller's thread, as DataLoader."""
 
     def __init__(self, loader: ThreadedLoader) -> None:
+        assert loader.prefetch_factor is not None  # DataLoader sets it when num_workers > 0
         self._dataset = loader.dataset
-        assert loader.batch_sampler is not None and loader.prefetch_factor is not None
-        self._batches = iter(loader.batch_sampler)
         self._depth = loader.num_workers * loader.prefetch_factor
         self._pin = loader.pin_memory and torch.cuda.is_available()
+        self._persistent = loader.persistent_workers
         self._pending: deque[_Batch] = deque()
         self._tasks: queue.SimpleQueue[tuple[_Batch, int] | None] = queue.SimpleQueue()
-        cancelled = threading.Event()
         threads = [
             threading.Thread(
                 target=_work,
-                args=(self._tasks, cancelled, _own_copy(self._dataset)),
+                args=(self._tasks, _own_copy(self._dataset)),
                 name=f"fer-loader-{k}",
                 daemon=True,
             )
@@ -77,8 +73,17 @@ class ThreadedIterator:
         ]
         for thread in threads:
             thread.start()
-        # Holds no reference to self, so dropping the iterator mid-pass stops the threads.
-        self._stop = weakref.finalize(self, _stop, self._tasks, cancelled, threads)
+        # Holds no reference to self, so dropping the iterator stops the threads.
+        self._stop = weakref.finalize(self, _stop, self._tasks, self._pending, threads)
+        self._reset(loader)
+
+    def _reset(self, loader: ThreadedLoader) -> None:
+        """Start a pass; DataLoader calls this again for every pass with ``persistent_workers``."""
+        if not self._stop.alive:
+            raise RuntimeError("this loader's threads were closed: make a new loader")
+        _cancel(self._pending)
+        assert loader.batch_sampler is not None  # the datamodule always batches
+        self._batches = iter(loader.batch_sampler)
         self._issue()
 
     def __iter__(self) -> ThreadedIterator:
@@ -86,19 +91,15 @@ class ThreadedIterator:
 
     def __next__(self) -> dict[str, torch.Tensor]:
         if not self._pending:
-            self.close()
+            if not self._persistent:
+                self.close()
             raise StopIteration
         batch = self._pending.popleft()
         self._issue()
-        try:
-            return batch.result(self._dataset)
-        except BaseException:
-            self.close()
-            raise
+        return batch.result(self._dataset)  # a sample's error is raised here, as DataLoader does
 
     def close(self) -> None:
-        """Stop the threads now; the pass ends (the next ``next`` raises StopIteration)."""
-        self._pending.clear()
+        """Stop the threads now, for good; the next ``next`` raises StopIteration."""
         self._batches = iter(())
         self._stop()
 
@@ -123,6 +124,7 @@ class _Batch:
         self.slots = self.image.numpy()
         self.index = np.empty(len(items), dtype=np.int64)
         self.error: BaseException | None = None
+        self.cancelled = False  # its pass ended early: the threads skip its samples
         self._left = len(items)
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -162,24 +164,27 @@ def _own_copy(dataset: AffectNetDataset) -> AffectNetDataset:
     return own
 
 
-def _work(
-    tasks: queue.SimpleQueue[tuple[_Batch, int] | None],
-    cancelled: threading.Event,
-    dataset: AffectNetDataset,
-) -> None:
+def _work(tasks: queue.SimpleQueue[tuple[_Batch, int] | None], dataset: AffectNetDataset) -> None:
     while (task := tasks.get()) is not None:
-        if not cancelled.is_set():
-            batch, k = task
+        batch, k = task
+        if not batch.cancelled:
             batch.fill(k, dataset)
+
+
+def _cancel(pending: deque[_Batch]) -> None:
+    """Forget the batches in flight; samples of theirs already queued are skipped."""
+    for batch in pending:
+        batch.cancelled = True
+    pending.clear()
 
 
 def _stop(
     tasks: queue.SimpleQueue[tuple[_Batch, int] | None],
-    cancelled: threading.Event,
+    pending: deque[_Batch],
     threads: list[threading.Thread],
 ) -> None:
-    """Drop the queued samples and wait for each thread to finish the one it is on."""
-    cancelled.set()
+    """Cancel what is in flight and wait for each thread to finish the sample it is on."""
+    _cancel(pending)
     for _ in threads:
         tasks.put(None)
     for thread in threads:
