@@ -11,17 +11,19 @@ one run:
 (c) this project's training loader at image_size 224 with the same augmentation semantics (random
     flip p=0.5, additive Gaussian noise p=0.5), including the batched normalisation that
     on_after_batch_transfer does (here on the CPU, in the main process), and once more without
-    it (on a GPU machine it runs on the GPU);
-(d) a loader whose samples are ready-made tensors: the cost of moving batches out of workers
-    (shared memory), which every multi-process loader pays;
+    it (on a GPU machine it runs on the GPU); first with the configured data.loader backend
+    (conf/data/affectnet.yaml), then with the other one (threads or worker processes);
+(d) a loader whose samples are ready-made tensors: the cost of moving batches out of worker
+    processes (shared memory), which every multi-process loader pays and threads do not;
 
 and the time to load a 287,651-entry index (AffectNet's train_set) and its split.
 Targets: (c) >= 5x (b), and (c) >= 0.7 x (a) x workers.
 
-Every rate is given by the clock and per CPU-second (this process plus its workers). On a
-machine whose cores other processes share, the clock ratio understates a multi-process loader
-against a one-core loop; the CPU-time ratio is what the loader achieves when the cores are its
-own. (a) and (c) are measured in alternating rounds; the best round of each is reported.
+Every rate is given by the clock and per CPU-second (this process, its threads and its worker
+processes). On a machine whose cores other processes share, the clock ratio understates a
+parallel loader against a one-core loop; the CPU-time ratio is what the loader achieves when the
+cores are its own. (a) and (c) are measured in alternating rounds; the best round of each is
+reported.
 """
 
 from __future__ import annotations
@@ -277,7 +279,7 @@ def main() -> None:
         return max(getattr(rate, key) for rate in rates)
 
     w = args.workers
-    print(f"{'':38}{'img/s':>8}{'img per CPU-s':>15}")
+    print(f"{'':42}{'img/s':>8}{'img per CPU-s':>15}")
     rows = [
         ("(a) decode only, 1 core", a),
         (f"(b) original loader, {w} workers", [b]),
@@ -288,9 +290,9 @@ def main() -> None:
         (f"(d) moving batches only, {w} processes", [d]),
     ]
     for label, rates in rows:
-        print(f"{label:38}{best(rates, 'per_second'):8.0f}{best(rates, 'per_cpu_second'):15.0f}")
+        print(f"{label:42}{best(rates, 'per_second'):8.0f}{best(rates, 'per_cpu_second'):15.0f}")
     print(f"index build + check of {args.images + 200} samples: {build:.1f}s (once per dataset)")
-    print(f"{'ratio':38}{'by clock':>8}{'by CPU time':>15}")
+    print(f"{'ratio':42}{'by clock':>8}{'by CPU time':>15}")
     ratios = [
         (
             "(c)/(b), target >= 5",
@@ -308,13 +310,13 @@ def main() -> None:
             best(c_raw[default], "per_cpu_second") / best(a, "per_cpu_second"),
         ),
         (
-            f"{default} / {other}, normalising elsewhere",
+            f"{default}/{other}, normalising elsewhere",
             best(c_raw[default], "per_second") / best(c_raw[other], "per_second"),
             best(c_raw[default], "per_cpu_second") / best(c_raw[other], "per_cpu_second"),
         ),
     ]
     for label, clock, cpu in ratios:
-        print(f"{label:38}{clock:8.2f}{cpu:15.2f}")
+        print(f"{label:42}{clock:8.2f}{cpu:15.2f}")
     us = [1e6 / best(rates, "per_cpu_second") for _, rates in rows]
     print(
         f"CPU us per image: decode (a) {us[0]:.0f}; {default} (c) {us[2]:.0f}, normalising "

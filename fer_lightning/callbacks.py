@@ -4,41 +4,43 @@ Lightning's checkpoints restore the weights, optimiser, scheduler, gradient scal
 and the callbacks' states (early stopping, best checkpoint, `MetricHistory`); the training loader
 restores the data order (`fer_lightning/data/resumable.py`). `FaultTolerance` saves often enough
 and on the signals that announce an end, and adds what those checkpoints lack for an exact
-continuation. `NonFiniteLoss` keeps nan/inf out of the weights and out of every checkpoint.
+continuation (`fer_lightning/resume.py`). `NonFiniteLoss` keeps nan/inf out of the weights and
+out of every checkpoint.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-import os
-import random
 import signal
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.callbacks import Checkpoint
-from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import CSVLogger
 
 from fer_lightning.checkpoint import LAST, AtomicCheckpointIO, commit_checkpoint
 from fer_lightning.errors import ConfigError
+from fer_lightning.resume import (
+    add_epoch_sums,
+    epoch_state,
+    load_epoch_metrics,
+    restore_logged_rows,
+    rng_states,
+    set_rng_states,
+)
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "fer_resume"  # FaultTolerance's part of a checkpoint
 # SIGUSR1: SLURM's `--signal` warning; SIGUSR2: submitit's (hydra/launcher=slurm).
 SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")
-LOG_ASIDE = ".resume"  # suffix of a CSV log kept from CSVLogger until the resumed run takes it
 ACTIONS = ("stop", "skip")
 
 
@@ -59,123 +61,6 @@ def fault_tolerance_plugins() -> list[Any]:
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))
     return plugins
-
-
-def rng_states() -> dict[str, Any]:
-    """The global RNG states (dropout draws from torch's), as types a weights-only load accepts."""
-    name, keys, position, has_gauss, gauss = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    name, keys, position, has_gauss, gauss = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _cpu(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    return [_cpu(v) for v in value]
-
-
-def _to(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    return [_to(v, device) for v in value]
-
-
-def epoch_state(trainer: pl.Trainer) -> dict[str, Any]:
-    """What the epoch's logged values have accumulated so far, for a checkpoint within an epoch.
-
-    Lightning keeps the running sums behind epoch means (`train/loss_epoch`) in its results and a
-    logged torchmetrics object (`train/acc`) in the module, and checkpoints neither: a run resumed
-    within an epoch would report means of the batches after the resume only.
-    """
-    sums, metrics = {}, {}
-    for key, result in trainer.fit_loop.epoch_loop._results.items():
-        if not result.meta.on_epoch:
-            continue
-        if result.is_tensor:
-            sums[key] = {name: _cpu(value) for name, value in result.metric_state.items()}
-        elif result.meta.metric_attribute:
-            metrics[result.meta.metric_attribute] = {
-                name: _cpu(value) for name, value in result.value.metric_state.items()
-            }
-    return {"sums": sums, "metrics": metrics}
-
-
-def load_epoch_metrics(pl_module: pl.LightningModule, metrics: dict[str, Any]) -> None:
-    """Restores the states of the torchmetrics objects the epoch logged (before its next batch)."""
-    for attribute, state in metrics.items():
-        metric = pl_module.get_submodule(attribute)
-        for name, value in state.items():
-            setattr(metric, name, _to(value, pl_module.device))
-
-
-def add_epoch_sums(trainer: pl.Trainer, sums: dict[str, Any]) -> None:
-    """Adds the saved sums to those of the first batch after a resume (exactly the same floating-
-    point additions as without the interruption: the fresh sum of one batch is 0 + x = x)."""
-    results = trainer.fit_loop.epoch_loop._results
-    for key, saved in sums.items():
-        if key not in results:
-            continue
-        result = results[key]
-        extreme = result.meta.is_max_reduction or result.meta.is_min_reduction
-        for name, before in saved.items():
-            now = getattr(result, name)
-            before = before.to(now.device)
-            setattr(result, name, result.meta.reduce_fx(before, now) if extreme else before + now)
-
-
-def csv_logs(loggers: Iterable[Logger]) -> list[Path]:
-    """The metrics files of the CSV loggers among `loggers`."""
-    return [Path(lg.log_dir) / "metrics.csv" for lg in loggers if isinstance(lg, CSVLogger)]
-
-
-@rank_zero_only
-def set_aside_logs(files: Iterable[Path]) -> None:
-    """Before a resumed fit: CSVLogger deletes its metrics file when it starts, so move it aside.
-
-    `FaultTolerance` puts the rows logged up to the checkpoint back when the fit starts. A newer
-    file wins over one already set aside (which the resumed run that set it aside never got to put
-    back before it was interrupted).
-    """
-    for file in files:
-        if file.is_file():
-            os.replace(file, file.with_name(file.name + LOG_ASIDE))
-
-
-def restore_logged_rows(logger: CSVLogger, through_step: float) -> None:
-    """Puts back the rows set aside for `logger` whose step is at most `through_step`.
-
-    Rows after the checkpoint are dropped: the resumed run logs them again.
-    """
-    writer = logger.experiment
-    target = Path(writer.metrics_file_path)
-    aside = target.with_name(target.name + LOG_ASIDE)
-    if not aside.is_file():
-        return
-    with aside.open(newline="") as file:
-        reader = csv.DictReader(file)
-        header = list(reader.fieldnames or ())
-        rows = [row for row in reader if float(row["step"]) <= through_step]
-    temporary = target.with_name(f".{target.name}.tmp")
-    with temporary.open("w", newline="") as file:
-        out = csv.DictWriter(file, fieldnames=header)
-        out.writeheader()
-        out.writerows(rows)
-    os.replace(temporary, target)
-    writer.metrics_keys = header  # so the writer appends under this header (adding new columns)
-    aside.unlink()
 
 
 def _on_any_rank(trainer: pl.Trainer, *flags: bool) -> tuple[bool, ...]:
@@ -347,8 +232,7 @@ class FaultTolerance(Checkpoint):
         self._restore_handlers()
 
     def _stage(self, trainer: pl.Trainer, exit_after: bool) -> None:
-        self.staged.unlink(missing_ok=True)  # a leftover of an interrupted run
-        trainer.save_checkpoint(self.staged, weights_only=False)
+        trainer.save_checkpoint(self.staged, weights_only=False)  # replaces any leftover
         self._staged_at = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
         self._exit_pending = exit_after
 
@@ -358,11 +242,9 @@ class FaultTolerance(Checkpoint):
             for logger in trainer.loggers:
                 logger.save()
             self._flush_pending = False
-        if not self._staged_at:
-            return
-        if trainer.is_global_zero:
+        if self._staged_at and trainer.is_global_zero:  # the process that wrote it
             commit_checkpoint(self.staged, self.path)
-        log.info("saved %s (%s)", self.path, self._staged_at)
+            log.info("saved %s (%s)", self.path, self._staged_at)
         self._staged_at = ""
 
     # Signals

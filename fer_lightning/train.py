@@ -13,11 +13,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.app import entry_point, instantiate_dict
-from fer_lightning.callbacks import csv_logs, fault_tolerance_plugins, set_aside_logs
+from fer_lightning.callbacks import fault_tolerance_plugins
 from fer_lightning.checkpoint import CHECKPOINT_DIR, resume_checkpoint, start_over
 from fer_lightning.history import recorded_history
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.reports import device_description, experiment_row, write_reports
+from fer_lightning.resume import csv_logs, set_aside_logs
 from fer_lightning.sweep import in_multirun
 
 log = logging.getLogger("fer_lightning.train")
@@ -78,9 +79,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not cfg.test:
         return {}
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+    # Before testing: test() restores the callbacks' states, the history's too, from `best`.
+    history = recorded_history(trainer)
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     if trainer.is_global_zero:
-        history = recorded_history(trainer)
         experiment = experiment_row(
             module.config,
             datamodule.split_sizes,

@@ -61,7 +61,7 @@ class ThreadedIterator:
         self._pin = loader.pin_memory and torch.cuda.is_available()
         self._persistent = loader.persistent_workers
         self._pending: deque[_Batch] = deque()
-        self._tasks: queue.SimpleQueue[tuple[_Batch, int] | None] = queue.SimpleQueue()
+        self._tasks: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         threads = [
             threading.Thread(
                 target=_work,
@@ -104,19 +104,22 @@ class ThreadedIterator:
         self._stop()
 
     def _issue(self) -> None:
-        """Queue the samples of further batches until ``depth`` batches are in flight."""
+        """Queue further batches until ``depth`` batches are in flight."""
         while len(self._pending) < self._depth:
             items = next(self._batches, None)
             if items is None:
                 return
             batch = _Batch(items, self._dataset.image_size, self._pin)
             self._pending.append(batch)
-            for k in range(len(items)):
-                self._tasks.put((batch, k))
+            self._tasks.put(batch)
 
 
 class _Batch:
-    """A batch being filled by the threads, sample k into slot k of one preallocated buffer."""
+    """A batch that one thread fills, sample k into slot k of one preallocated buffer.
+
+    A whole batch per thread, as a worker process does it: spreading one batch's samples over the
+    threads measured no faster here and needs a lock to count what is left.
+    """
 
     def __init__(self, items: list[tuple[int, int]], size: int, pin: bool) -> None:
         self.items = items
@@ -124,27 +127,31 @@ class _Batch:
         self.slots = self.image.numpy()
         self.index = np.empty(len(items), dtype=np.int64)
         self.error: BaseException | None = None
-        self.cancelled = False  # its pass ended early: the threads skip its samples
-        self._left = len(items)
-        self._lock = threading.Lock()
+        self.cancelled = False  # its pass ended early: its thread stops filling it
         self._done = threading.Event()
 
-    def fill(self, k: int, dataset: AffectNetDataset) -> None:
+    def fill(self, dataset: AffectNetDataset) -> None:
         try:
-            self.index[k], image = dataset.load(*self.items[k])
-            to_chw(image, out=self.slots[k])
+            for k, item in enumerate(self.items):
+                if self.cancelled:
+                    return
+                self.index[k], image = dataset.load(*item)
+                to_chw(image, out=self.slots[k])
         except BaseException as error:  # raised again in the consuming thread
             self.error = error
-        with self._lock:
-            self._left -= 1
-            if self._left == 0:
-                self._done.set()
+        self._done.set()
 
     def result(self, dataset: AffectNetDataset) -> dict[str, torch.Tensor]:
         """The batch dict, as default_collate makes it of ``AffectNetDataset.__getitem__`` items."""
         self._done.wait()
         if self.error is not None:
-            raise self.error
+            error, self.error = self.error, None
+            try:
+                raise error
+            finally:
+                # Else this frame would hold its own traceback, a reference cycle that keeps the
+                # iterator and its threads alive until the garbage collector runs.
+                del error
         return {
             "image": self.image,
             "expression": torch.from_numpy(dataset.expression[self.index]),
@@ -164,28 +171,30 @@ def _own_copy(dataset: AffectNetDataset) -> AffectNetDataset:
     return own
 
 
-def _work(tasks: queue.SimpleQueue[tuple[_Batch, int] | None], dataset: AffectNetDataset) -> None:
-    while (task := tasks.get()) is not None:
-        batch, k = task
-        if not batch.cancelled:
-            batch.fill(k, dataset)
+def _work(tasks: queue.SimpleQueue[_Batch | None], dataset: AffectNetDataset) -> None:
+    while (batch := tasks.get()) is not None:
+        batch.fill(dataset)
 
 
 def _cancel(pending: deque[_Batch]) -> None:
-    """Forget the batches in flight; samples of theirs already queued are skipped."""
+    """Forget the batches in flight; their threads stop filling them at the next sample."""
     for batch in pending:
         batch.cancelled = True
     pending.clear()
 
 
 def _stop(
-    tasks: queue.SimpleQueue[tuple[_Batch, int] | None],
+    tasks: queue.SimpleQueue[_Batch | None],
     pending: deque[_Batch],
     threads: list[threading.Thread],
 ) -> None:
-    """Cancel what is in flight and wait for each thread to finish the sample it is on."""
+    """Cancel what is in flight and wait for each thread to finish the sample it is on.
+
+    The garbage collector may run this in one of the threads, which then just ends after it.
+    """
     _cancel(pending)
     for _ in threads:
         tasks.put(None)
     for thread in threads:
-        thread.join()
+        if thread is not threading.current_thread():
+            thread.join()
