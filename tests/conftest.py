@@ -14,6 +14,24 @@ from fer_lightning.app import CONFIG_DIR, register_resolvers
 from fer_lightning.data.synthetic import ensure_synthetic
 from fer_lightning.models import register_model_configs
 
+# DESIGN.md section 4's metric names, written out: the contract the code is checked against.
+DESIGN_METRICS = [
+    "acc",
+    "f1_macro",
+    "f1_weighted",
+    "kappa",
+    "krippendorff_alpha",
+    "auroc",
+    "auprc",
+    "valence_rmse",
+    "valence_pcc",
+    "valence_sagr",
+    "valence_ccc",
+    "arousal_rmse",
+    "arousal_pcc",
+    "arousal_sagr",
+    "arousal_ccc",
+]
 TINY = {"train_size": 240, "val_size": 64, "image_size": 32, "seed": 0}
 
 torch.set_num_threads(1)

@@ -32,27 +32,11 @@ from sklearn.preprocessing import label_binarize
 from torch import Tensor
 
 from fer_lightning.metrics import MultiTaskMetrics, per_class_report
+from tests.conftest import DESIGN_METRICS
 
 pytestmark = pytest.mark.filterwarnings("error")
 
 C = 8
-HEADLINE = [
-    "acc",
-    "f1_macro",
-    "f1_weighted",
-    "kappa",
-    "krippendorff_alpha",
-    "auroc",
-    "auprc",
-    "valence_rmse",
-    "valence_pcc",
-    "valence_sagr",
-    "valence_ccc",
-    "arousal_rmse",
-    "arousal_pcc",
-    "arousal_sagr",
-    "arousal_ccc",
-]
 PER_CLASS = [f"{name}_{k}" for name in ("precision", "recall", "f1") for k in range(C)]
 
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -117,7 +101,7 @@ def compute(*batches: Batch) -> dict[str, float]:
 
 
 def assert_matches(result: dict[str, float], expected: dict, tol: float) -> None:
-    assert list(result) == HEADLINE + PER_CLASS
+    assert list(result) == DESIGN_METRICS + PER_CLASS
     mismatched = {
         k: (result[k], float(expected[k]))
         for k in result
