@@ -61,6 +61,27 @@ def _user_error(exc: BaseException) -> ConfigError | None:
     return None
 
 
+def unknown_choice(overrides: list[str]) -> str | None:
+    """A one-line complaint about the first `group=option` naming no option of a conf/ group.
+
+    Hydra reports these itself, but across many lines (for `model`, a list of 80 names).
+    """
+    from fer_lightning.models.backbones import torchvision_names
+
+    for override in overrides:
+        group, sep, value = override.partition("=")
+        folder = Path(CONFIG_DIR) / group
+        if not sep or "/" in group or not folder.is_dir() or value[:1] in "[({":
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        accepted = {*options, "null", *(torchvision_names() if group == "model" else ())}
+        for choice in value.split(","):
+            if choice not in accepted:
+                extra = ", or any torchvision classification model name" if group == "model" else ""
+                return f"unknown {group} '{choice}': choose {', '.join(options)}{extra}"
+    return None
+
+
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
     """Wraps a task as a Hydra app whose user errors end in one line and exit code 2."""
 
@@ -82,9 +103,19 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
         from fer_lightning.models import register_model_configs
 
         register_model_configs()
-        return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(
+        app = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(
             guarded
         )
+
+        @functools.wraps(app)
+        def checked() -> Any:
+            problem = unknown_choice(sys.argv[1:])
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                sys.exit(2)
+            return app()
+
+        return checked
 
     return decorate
 

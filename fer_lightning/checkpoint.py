@@ -16,6 +16,7 @@ import hydra
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from lightning_fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import OmegaConf
 from torch import nn
 
 from fer_lightning.errors import ConfigError
@@ -109,7 +110,8 @@ def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
     in one line, and the one it replaced (`last-prev.ckpt`) is used instead.
     """
     if cfg.get("ckpt_path"):
-        load_checkpoint(cfg.ckpt_path)  # fails in one line if missing or unreadable
+        # Fails in one line if missing, unreadable or of another network.
+        _check_same_model(load_checkpoint(cfg.ckpt_path), cfg, cfg.ckpt_path)
         return str(cfg.ckpt_path)
     if not cfg.get("resume", True):
         return None
@@ -119,11 +121,12 @@ def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
         if not candidate.is_file():
             continue
         try:
-            load_checkpoint(candidate)
+            checkpoint = load_checkpoint(candidate)
         except ConfigError as exc:
             problems.append(str(exc))
             _set_aside_unreadable(candidate)
             continue
+        _check_same_model(checkpoint, cfg, candidate)
         if problems:
             log.warning(
                 "%s (renamed *.unreadable); resuming from %s", "; ".join(problems), candidate
@@ -134,6 +137,18 @@ def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
             f"{'; '.join(problems)}: no readable checkpoint left, resume=false starts over"
         )
     return None
+
+
+def _check_same_model(checkpoint: dict[str, Any], cfg: Any, path: str | Path) -> None:
+    """Refuses to continue a checkpoint of another network (a reused `hydra.run.dir`, say)."""
+    saved = checkpoint["fer_config"].get("model", {})
+    wanted = OmegaConf.to_container(cfg.model, resolve=True)
+    if saved != wanted:
+        raise ConfigError(
+            f"{path} holds a {saved.get('name')} model configured differently from this run's "
+            f"{wanted.get('name')}: pass resume=false to start over in that directory, or choose "
+            "another hydra.run.dir"
+        )
 
 
 @rank_zero_only

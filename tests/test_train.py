@@ -143,3 +143,30 @@ def test_fast_dev_run_for_each_original_model(compose_config, tiny_dataset, name
 def test_fast_dev_run_for_other_models(compose_config, tiny_dataset, name):
     metrics = _fast_dev_run(compose_config, tiny_dataset, name)
     assert 0.0 <= metrics["acc"] <= 1.0
+
+
+def test_an_unknown_group_option_is_named_in_one_line():
+    from fer_lightning.app import unknown_choice
+
+    assert unknown_choice(["model=tnet", "data=synthetic", "seed=3"]) is None
+    assert unknown_choice(["model=convnext_tiny", "logger=[csv,wandb]"]) is None
+    problem = unknown_choice(["trainer=cpu", "model=tnet,resnet5"])
+    assert problem.startswith("unknown model 'resnet5': choose ") and "tnet" in problem
+    assert (
+        unknown_choice(["data=imagenet"]) == "unknown data 'imagenet': choose affectnet, synthetic"
+    )
+
+
+def test_resuming_a_checkpoint_of_another_network_is_refused(compose_config, tiny_dataset):
+    from fer_lightning.checkpoint import resume_checkpoint
+    from fer_lightning.errors import ConfigError
+
+    cfg = compose_config(
+        "train", [*tiny_overrides(tiny_dataset), "model=tnet", "trainer.fast_dev_run=true"]
+    )
+    train(cfg)
+    run = Path(cfg.paths.output_dir)
+    other = compose_config("train", [*tiny_overrides(tiny_dataset), "model=squeezenet"])
+    with pytest.raises(ConfigError, match="resume=false"):
+        resume_checkpoint(other, run)
+    assert resume_checkpoint(cfg, run) == str(run / "checkpoints" / "last.ckpt")
