@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytorch_lightning as pl
 
 SIZE = 32
 
@@ -76,3 +77,17 @@ def plant_faults(root: Path) -> dict[str, str]:
         "not_an_image": "train_set/notes.txt",
         "unexpected_mode": "train_set/f_gray",
     }
+
+
+def quiet_trainer(root: Path, **limits: int) -> pl.Trainer:
+    """A CPU Trainer with nothing but the loops: no logger, checkpoints, bar or summary."""
+    return pl.Trainer(
+        use_distributed_sampler=False,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **limits,
+    )

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
-from tests.data_fixtures import make_dataset
+from tests.data_fixtures import make_dataset, quiet_trainer
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 AUGMENT = [
@@ -167,18 +167,7 @@ class _Probe(pl.LightningModule):
 def test_trainer_sets_the_sampler_epoch_and_normalises(dataset, tmp_path):
     dm = AffectNetDataModule(root=str(dataset), image_size=24, batch_size=8, num_workers=0)
     probe = _Probe()
-    trainer = pl.Trainer(
-        max_epochs=2,
-        limit_train_batches=1,
-        limit_val_batches=0,
-        use_distributed_sampler=False,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=2, limit_train_batches=1, limit_val_batches=0)
     trainer.fit(probe, datamodule=dm)
     assert probe.seen == [(0, torch.float32), (1, torch.float32)]
     assert trainer.train_dataloader.sampler.epoch == 1

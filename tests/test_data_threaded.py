@@ -12,7 +12,7 @@ from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.sampler import EpochSampler
 from fer_lightning.data.threaded import ThreadedLoader
 from fer_lightning.data.transforms import to_chw
-from tests.data_fixtures import make_dataset
+from tests.data_fixtures import make_dataset, quiet_trainer
 
 AUGMENT = [
     {"_target_": "albumentations.HorizontalFlip", "p": 0.5},
@@ -130,18 +130,8 @@ def test_lightning_sets_the_epoch_of_the_threads_loader(dataset, tmp_path):
         root=str(dataset), image_size=24, batch_size=6, num_workers=2, augment=AUGMENT
     )
     recorder = _Recorder()
-    trainer = pl.Trainer(
-        max_epochs=2,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
+    trainer = quiet_trainer(
+        tmp_path, max_epochs=2, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0
     )
     trainer.fit(recorder, datamodule=dm)
     assert isinstance(trainer.train_dataloader, ThreadedLoader)
