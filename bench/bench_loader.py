@@ -5,25 +5,27 @@
 Generates (once, cached) a synthetic AffectNet-layout folder of 224x224 JPEGs, then measures in
 one run:
 
-(a) decode only: cv2.imread + BGR->RGB in a loop on one core, the ceiling per worker;
+(a) decode only: the loader's own decode call (OpenCV, straight to RGB) in a loop, once on one
+    core while the others idle (a1), and once in ``workers`` processes at the same time (a2):
+    the ceiling the workers have, as "decode-only images/s per core times workers";
 (b) the original project's loader: index by os.listdir, per sample cv2.imread, three np.load,
     albumentations HorizontalFlip + GaussNoise, a PIL round trip, torchvision ToTensor + Normalize;
 (c) this project's training loader at image_size 224 with the same augmentation semantics (random
-    flip p=0.5, additive Gaussian noise p=0.5), including the batched normalisation that
-    on_after_batch_transfer does (here on the CPU, in the main process), and once more without
-    it (on a GPU machine it runs on the GPU); first with the configured data.loader backend
-    (conf/data/affectnet.yaml), then with the other one (threads or worker processes);
+    flip p=0.5, additive Gaussian noise p=0.5: conf/data/affectnet.yaml), delivering uint8
+    batches; once more including the batched normalisation that on_after_batch_transfer does
+    (here on the CPU, in the main process; on a GPU machine it runs on the GPU); first with the
+    configured data.loader backend, then with the other one (threads or worker processes);
 (d) a loader whose samples are ready-made tensors: the cost of moving batches out of worker
     processes (shared memory), which every multi-process loader pays and threads do not;
 
-and the time to load a 287,651-entry index (AffectNet's train_set) and its split.
+the augmentation's CPU time per image through albumentations and in place, and the time to load
+a 287,651-entry index (AffectNet's train_set) and its split.
 Targets: (c) >= 5x (b), and (c) >= 0.7 x (a) x workers.
 
 Every rate is given by the clock and per CPU-second (this process, its threads and its worker
-processes). On a machine whose cores other processes share, the clock ratio understates a
-parallel loader against a one-core loop; the CPU-time ratio is what the loader achieves when the
-cores are its own. (a) and (c) are measured in alternating rounds; the best round of each is
-reported.
+processes). The measurements alternate over ``--rounds`` rounds, so that load from other
+processes hits all alike; ratios are taken within a round and given as the median and range over
+the rounds, rates as the best round.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import Pool
 from pathlib import Path
 
 import albumentations as A
@@ -47,15 +50,21 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from fer_lightning.data.affectnet import Index, load_index, save_index
+from fer_lightning.data.affectnet import Index, decode_rgb, load_index, save_index
 from fer_lightning.data.datamodule import LOADERS, AffectNetDataModule
 from fer_lightning.data.split import load_or_make_split
 from fer_lightning.data.synthetic import AFFECTNET_TRAIN_COUNTS, ensure_synthetic
-from fer_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fer_lightning.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SeededAugment,
+    build_augment,
+    build_inplace,
+)
 
 # (c) uses the configured default augmentation and loader backend.
 CONFIG = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "data" / "affectnet.yaml")
-AUGMENT = OmegaConf.to_container(CONFIG.augment)
+AUGMENT = {key: OmegaConf.to_container(CONFIG[key]) for key in ("augment", "augment_inplace")}
 
 
 @dataclass(frozen=True)
@@ -96,10 +105,39 @@ def measure(run: Callable[[], int]) -> Rate:
 
 
 def decode_only(paths: list[str]) -> int:
-    """cv2.imread + cvtColor of every path, on this core."""
+    """The loader's decode of every path (a 224 training size needs no resize), on this core."""
     for path in paths:
-        cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+        decode_rgb(path, 224, 224)
     return len(paths)
+
+
+def decode_in_parallel(pool: Pool, paths: list[str], workers: int) -> int:
+    """decode_only over ``workers`` processes at once, each a 1/workers share of the paths."""
+    return sum(pool.map(decode_only, [paths[k::workers] for k in range(workers)], chunksize=1))
+
+
+def augmentation_cost(paths: list[str]) -> dict[str, float]:
+    """CPU us per image of the flip + noise alone (on a copy of a decoded image), both ways."""
+    images = [decode_rgb(path, 224, 224) for path in paths]
+    out = np.empty((3, 224, 224), dtype=np.uint8)
+    stages = {
+        "albumentations": SeededAugment(
+            build_augment(
+                [A.HorizontalFlip(p=0.5), A.GaussNoise(std_range=(0.0124, 0.0277), p=0.5)]
+            ),
+            [],
+            seed=0,
+        ),
+        "in place": SeededAugment(None, build_inplace(CONFIG.augment_inplace), seed=0),
+        "neither (HWC->CHW only)": SeededAugment(None, [], seed=0),
+    }
+    cost = {}
+    for name, augment in stages.items():
+        start = time.process_time()
+        for i, image in enumerate(images):
+            augment(image.copy(), 0, i, out=out)
+        cost[name] = (time.process_time() - start) / len(images) * 1e6
+    return cost
 
 
 class TransferOnly(Dataset):
@@ -196,15 +234,22 @@ def index_timings(n: int) -> dict[str, float]:
     return {"index": statistics.median(loads), "split_draw": first_split, "split": reload_split}
 
 
+def spread(values: list[float]) -> str:
+    """Median and range, e.g. ``0.74 (0.69-0.78)``."""
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating (a)/(c) measurements")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating measurements")
     parser.add_argument("--baseline-images", type=int, default=1000, help="(b) is slow")
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error("--workers must be at least 1: the ceiling is per worker")
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer_lightning"
     root = args.data_dir or cache / f"bench-{args.images}"
@@ -215,20 +260,23 @@ def main() -> None:
     )
     images = root / "train_set" / "images"
     paths = [str(images / n) for n in sorted(os.listdir(images))]
+    w = args.workers
 
     decode_only(paths[:200])  # warm the page cache and the decoder
+    pool = Pool(w)
+    decode_in_parallel(pool, paths[:200], w)
 
     original = DataLoader(
         OriginalDataset(root, args.baseline_images),
         batch_size=args.batch_size,
         shuffle=True,
-        num_workers=args.workers,
+        num_workers=w,
     )
     b = measure(lambda: iterate(original, range(1)))
     transfer = DataLoader(
         TransferOnly(len(paths)),
         batch_size=args.batch_size,
-        num_workers=args.workers,
+        num_workers=w,
         persistent_workers=True,
     )
     iterate(transfer, range(1))
@@ -241,12 +289,12 @@ def main() -> None:
                 root=str(root),
                 image_size=224,
                 batch_size=args.batch_size,
-                num_workers=args.workers,
+                num_workers=w,
                 loader=name,
                 protocol="official",
-                augment=AUGMENT,
                 cache_dir=tmp,
                 seed=0,
+                **AUGMENT,
             )
             for name in (default, other)
         }
@@ -262,66 +310,87 @@ def main() -> None:
         def normalised(batch: dict) -> dict:
             return datamodules[default].on_after_batch_transfer(batch, 0)
 
-        # (a) and each backend alternate, so that load from other processes hits all alike.
-        a: list[Rate] = []
-        c: dict[str, list[Rate]] = {name: [] for name in loaders}
-        c_raw: dict[str, list[Rate]] = {name: [] for name in loaders}
-        for r in range(args.rounds):
-            a.append(measure(lambda: decode_only(paths)))
+        rates: dict[str, list[Rate]] = {}
+        epoch = 1
+        for _ in range(args.rounds):
+            rates.setdefault("a1", []).append(measure(lambda: decode_only(paths)))
+            rates.setdefault("a2", []).append(measure(lambda: decode_in_parallel(pool, paths, w)))
             for name, loader in loaders.items():
-                epochs = range(1 + 2 * r, 2 + 2 * r)
-                c[name].append(measure(lambda ld=loader, e=epochs: iterate(ld, e, normalised)))
-                # The same workers without the CPU normalisation, which a GPU run does on the GPU.
-                epochs = range(2 + 2 * r, 3 + 2 * r)
-                c_raw[name].append(measure(lambda ld=loader, e=epochs: iterate(ld, e)))
+                for step, suffix in ((None, ""), (normalised, "+norm")):
+                    epochs = range(epoch, epoch + 1)
+                    run = measure(lambda ld=loader, e=epochs, s=step: iterate(ld, e, s))
+                    rates.setdefault(name + suffix, []).append(run)
+                    epoch += 1
+    pool.close()
 
-    def best(rates: list[Rate], key: str) -> float:
-        return max(getattr(rate, key) for rate in rates)
+    def best(key: str, field: str = "per_second") -> float:
+        return max(getattr(rate, field) for rate in rates[key])
 
-    w = args.workers
-    print(f"{'':42}{'img/s':>8}{'img per CPU-s':>15}")
+    def ratios(key: str, ceiling: str, scale: int = 1, field: str = "per_second") -> list[float]:
+        pairs = zip(rates[key], rates[ceiling], strict=True)
+        return [getattr(c, field) / (scale * getattr(a, field)) for c, a in pairs]
+
+    print(f"{'best of ' + str(args.rounds) + ' rounds':50}{'img/s':>8}{'img per CPU-s':>15}")
     rows = [
-        ("(a) decode only, 1 core", a),
+        ("(a1) decode only, 1 core, the other(s) idle", rates["a1"]),
+        (f"(a2) decode only, {w} processes at once", rates["a2"]),
         (f"(b) original loader, {w} workers", [b]),
-        (f"(c) this loader, {w} {default} (default)", c[default]),
-        ("    normalising elsewhere (GPU)", c_raw[default]),
-        (f"    with data.loader={other}", c[other]),
-        ("    normalising elsewhere (GPU)", c_raw[other]),
+        (f"(c) this loader, {w} {default} (default)", rates[default]),
+        ("    + normalising on the CPU", rates[default + "+norm"]),
+        (f"    with data.loader={other}", rates[other]),
+        ("    + normalising on the CPU", rates[other + "+norm"]),
         (f"(d) moving batches only, {w} processes", [d]),
     ]
-    for label, rates in rows:
-        print(f"{label:42}{best(rates, 'per_second'):8.0f}{best(rates, 'per_cpu_second'):15.0f}")
+    for label, measured in rows:
+        clock = max(r.per_second for r in measured)
+        cpu = max(r.per_cpu_second for r in measured)
+        print(f"{label:50}{clock:8.0f}{cpu:15.0f}")
     print(f"index build + check of {args.images + 200} samples: {build:.1f}s (once per dataset)")
-    print(f"{'ratio':42}{'by clock':>8}{'by CPU time':>15}")
-    ratios = [
+    print(f"{'ratio: median (range) over rounds':50}{'by clock':>20}{'by CPU time':>20}")
+    table = [
         (
             "(c)/(b), target >= 5",
-            best(c[default], "per_second") / b.per_second,
-            best(c[default], "per_cpu_second") / b.per_cpu_second,
+            [c.per_second / b.per_second for c in rates[default]],
+            [c.per_cpu_second / b.per_cpu_second for c in rates[default]],
         ),
         (
-            f"(c)/(a x {w}), target >= 0.7",
-            best(c[default], "per_second") / (w * best(a, "per_second")),
-            best(c[default], "per_cpu_second") / best(a, "per_cpu_second"),
+            "(c)/(a2), target >= 0.7",
+            ratios(default, "a2"),
+            ratios(default, "a2", field="per_cpu_second"),
         ),
         (
-            "    normalising elsewhere",
-            best(c_raw[default], "per_second") / (w * best(a, "per_second")),
-            best(c_raw[default], "per_cpu_second") / best(a, "per_cpu_second"),
+            f"(c)/(a1 x {w})",
+            ratios(default, "a1", w),
+            ratios(default, "a1", field="per_cpu_second"),
         ),
         (
-            f"{default}/{other}, normalising elsewhere",
-            best(c_raw[default], "per_second") / best(c_raw[other], "per_second"),
-            best(c_raw[default], "per_cpu_second") / best(c_raw[other], "per_cpu_second"),
+            "    + normalising on the CPU, /(a2)",
+            ratios(default + "+norm", "a2"),
+            ratios(default + "+norm", "a2", field="per_cpu_second"),
+        ),
+        (
+            f"{default}/{other}",
+            ratios(default, other),
+            ratios(default, other, field="per_cpu_second"),
+        ),
+        (
+            f"(a2)/(a1 x {w}): decoding on {w} cores at once",
+            ratios("a2", "a1", w),
+            ratios("a2", "a1", field="per_cpu_second"),
         ),
     ]
-    for label, clock, cpu in ratios:
-        print(f"{label:42}{clock:8.2f}{cpu:15.2f}")
-    us = [1e6 / best(rates, "per_cpu_second") for _, rates in rows]
+    for label, clock, cpu in table:
+        print(f"{label:50}{spread(clock):>20}{spread(cpu):>20}")
+    us = {key: 1e6 / best(key, "per_cpu_second") for key in rates}
     print(
-        f"CPU us per image: decode (a) {us[0]:.0f}; {default} (c) {us[2]:.0f}, normalising "
-        f"elsewhere {us[3]:.0f}; {other} {us[4]:.0f}, normalising elsewhere {us[5]:.0f}, of which "
-        f"moving batches out of processes (d) {us[6]:.0f}"
+        f"CPU us per image: decode (a2) {us['a2']:.0f}; {default} (c) {us[default]:.0f}, "
+        f"+ normalising {us[default + '+norm']:.0f}; {other} {us[other]:.0f}, of which moving "
+        f"batches out of processes (d) {1e6 / d.per_cpu_second:.0f}"
+    )
+    cost = augmentation_cost(paths[:400])
+    print(
+        "CPU us per image of flip + noise alone (1 core, decoded images): "
+        + ", ".join(f"{name} {value:.0f}" for name, value in cost.items())
     )
 
     n = 287_651

@@ -1,4 +1,4 @@
-"""bench/bench_gpu.py runs end to end in its tiny CPU configuration and reports a rate per model."""
+"""The benchmarks run end to end in tiny configurations and report what their READMEs describe."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-COMMAND = "bench/bench_gpu.py --images 64 --image-size 32 --steps 3 --models tnet --accelerator cpu"
+GPU_BENCH = (
+    "bench/bench_gpu.py --images 64 --image-size 32 --steps 3 --models tnet --accelerator cpu"
+)
+LOADER_BENCH = "bench/bench_loader.py --images 64 --rounds 1 --baseline-images 32 --batch-size 16"
 
 
-def test_the_gpu_bench_reports_images_per_second_on_a_tiny_cpu_run(tmp_path):
+def run_bench(command: str, cache: Path) -> str:
     # The generated dataset is cached under XDG_CACHE_HOME: keep it in the test's directory.
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, *COMMAND.split()],
+        [sys.executable, *command.split()],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -24,10 +27,26 @@ def test_the_gpu_bench_reports_images_per_second_on_a_tiny_cpu_run(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_gpu_bench_reports_images_per_second_on_a_tiny_cpu_run(tmp_path):
+    stdout = run_bench(GPU_BENCH, tmp_path)
     row = re.search(
         r"^tnet\s.*?\s([0-9.]+) images/s\s+([0-9.]+) min\s+float32 on cpu$",
-        result.stdout,
+        stdout,
         re.MULTILINE,
     )
-    assert row, result.stdout
+    assert row, stdout
     assert float(row.group(1)) > 0 and float(row.group(2)) > 0
+
+
+def test_the_loader_bench_reports_both_targets_and_the_index_load(tmp_path):
+    stdout = run_bench(LOADER_BENCH, tmp_path)
+    number = r"([0-9.]+) \([0-9.]+-[0-9.]+\)"
+    for target in (r"\(c\)/\(b\), target >= 5", r"\(c\)/\(a2\), target >= 0.7"):
+        row = re.search(rf"^{target}\s+{number}\s+{number}$", stdout, re.MULTILINE)
+        assert row, stdout
+        assert float(row.group(1)) > 0 and float(row.group(2)) > 0
+    index = re.search(r"^index of 287,651 entries: load ([0-9.]+)s", stdout, re.MULTILINE)
+    assert index and float(index.group(1)) > 0, stdout

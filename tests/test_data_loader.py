@@ -16,10 +16,14 @@ from fer_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from tests.data_fixtures import make_dataset, quiet_trainer
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
-AUGMENT = [
-    {"_target_": "albumentations.HorizontalFlip", "p": 0.5},
-    {"_target_": "fer_lightning.data.transforms.BankGaussNoise", "p": 0.5},
-]
+# Both stages: an albumentations pipeline on the HWC image, in-place transforms on the CHW slot.
+AUGMENT = {
+    "augment": [{"_target_": "albumentations.HorizontalFlip", "p": 0.5}],
+    "augment_inplace": [
+        {"_target_": "fer_lightning.data.transforms.InPlaceHorizontalFlip", "p": 0.5},
+        {"_target_": "fer_lightning.data.transforms.InPlaceGaussNoise", "p": 0.5},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,7 @@ def reference_normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def test_batches_have_the_documented_format(dataset):
-    dm = prepared(dataset, augment=AUGMENT)
+    dm = prepared(dataset, **AUGMENT)
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
         batch = next(iter(loader))
         assert set(batch) == {"image", "expression", "va", "index"}
@@ -58,7 +62,7 @@ def test_batches_have_the_documented_format(dataset):
 
 
 def test_eval_batches_are_unaugmented_and_in_order(dataset):
-    dm = prepared(dataset, augment=AUGMENT)
+    dm = prepared(dataset, **AUGMENT)
     batch = next(iter(dm.val_dataloader()))
     assert batch["index"].tolist() == list(range(8))
     plain = prepared(dataset)
@@ -86,8 +90,8 @@ def images_by_index(loader, epoch: int) -> dict[int, torch.Tensor]:
 
 
 def test_augmentation_depends_only_on_seed_epoch_and_index(dataset):
-    serial = prepared(dataset, augment=AUGMENT, num_workers=0).train_dataloader()
-    parallel = prepared(dataset, augment=AUGMENT, num_workers=2).train_dataloader()
+    serial = prepared(dataset, **AUGMENT, num_workers=0).train_dataloader()
+    parallel = prepared(dataset, **AUGMENT, num_workers=2).train_dataloader()
     assert parallel.persistent_workers
     for epoch in (0, 1):
         one, two = images_by_index(serial, epoch), images_by_index(parallel, epoch)
@@ -122,7 +126,11 @@ def test_data_configs_compose_and_instantiate(tmp_path, dataset):
         real = compose("main", overrides=["data=affectnet", f"data.root={dataset}"])
     assert cfg.data.num_classes == 7 and cfg.data.seed == 3
     dm = instantiate(cfg.data)
-    assert isinstance(dm, AffectNetDataModule) and dm.augment is not None
+    assert isinstance(dm, AffectNetDataModule) and dm.augment is None
+    assert [type(t).__name__ for t in dm.augment_inplace] == [
+        "InPlaceHorizontalFlip",
+        "InPlaceGaussNoise",
+    ]
     dm.prepare_data()  # generates the synthetic dataset
     dm.setup("fit")
     assert (root / "synthetic.json").is_file()

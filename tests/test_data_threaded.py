@@ -14,10 +14,14 @@ from fer_lightning.data.threaded import ThreadedLoader
 from fer_lightning.data.transforms import to_chw
 from tests.data_fixtures import make_dataset, quiet_trainer
 
-AUGMENT = [
-    {"_target_": "albumentations.HorizontalFlip", "p": 0.5},
-    {"_target_": "fer_lightning.data.transforms.BankGaussNoise", "p": 0.5},
-]
+# Both stages: an albumentations pipeline on the HWC image, in-place transforms on the CHW slot.
+AUGMENT = {
+    "augment": [{"_target_": "albumentations.HorizontalFlip", "p": 0.5}],
+    "augment_inplace": [
+        {"_target_": "fer_lightning.data.transforms.InPlaceHorizontalFlip", "p": 0.5},
+        {"_target_": "fer_lightning.data.transforms.InPlaceGaussNoise", "p": 0.5},
+    ],
+}
 
 
 @pytest.fixture
@@ -54,8 +58,8 @@ def loader_threads() -> list[threading.Thread]:
 
 
 def test_threads_deliver_the_process_backends_batches(dataset):
-    threads = prepared(dataset, "threads", augment=AUGMENT)
-    processes = prepared(dataset, "processes", augment=AUGMENT)
+    threads = prepared(dataset, "threads", **AUGMENT)
+    processes = prepared(dataset, "processes", **AUGMENT)
     train = threads.train_dataloader()
     assert isinstance(train, ThreadedLoader) and len(train) == 5
     reference = processes.train_dataloader()
@@ -127,7 +131,7 @@ class _Recorder(pl.LightningModule):
 
 def test_lightning_sets_the_epoch_of_the_threads_loader(dataset, tmp_path):
     dm = AffectNetDataModule(
-        root=str(dataset), image_size=24, batch_size=6, num_workers=2, augment=AUGMENT
+        root=str(dataset), image_size=24, batch_size=6, num_workers=2, **AUGMENT
     )
     recorder = _Recorder()
     trainer = quiet_trainer(

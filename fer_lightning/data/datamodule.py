@@ -41,7 +41,13 @@ from fer_lightning.data.sampler import EpochSampler, rank_and_world
 from fer_lightning.data.split import PARTS, PROTOCOLS, load_or_make_split
 from fer_lightning.data.synthetic import ensure_synthetic
 from fer_lightning.data.threaded import ThreadedLoader
-from fer_lightning.data.transforms import SeededAugment, build_augment, normalize, to_chw
+from fer_lightning.data.transforms import (
+    SeededAugment,
+    build_augment,
+    build_inplace,
+    normalize,
+    to_chw,
+)
 from fer_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -74,7 +80,7 @@ class AffectNetDataset(Dataset):
         image_size: int,
         augment: SeededAugment | None = None,
     ) -> None:
-        self.image_dirs = [str(index.root / s / "images") for s in SUBSETS]
+        self.image_dirs = [os.path.join(index.root, s, "images", "") for s in SUBSETS]
         self.subset = index.subset[rows]
         self.files = index.files[rows]
         self.side = index.side[rows]
@@ -88,7 +94,7 @@ class AffectNetDataset(Dataset):
         return len(self.files)
 
     def path(self, i: int) -> str:
-        return os.path.join(self.image_dirs[self.subset[i]], self.files[i])
+        return self.image_dirs[self.subset[i]] + self.files[i]
 
     def _decode(self, i: int) -> tuple[int, np.ndarray]:
         for attempt in range(len(self)):
@@ -105,18 +111,19 @@ class AffectNetDataset(Dataset):
             )
         raise RuntimeError(f"no image of this split decodes any more (first: {self.path(i)})")
 
-    def load(self, i: int, epoch: int = 0) -> tuple[int, np.ndarray]:
-        """(index used, uint8 HWC RGB image decoded and augmented): the per-sample work of both
-        loader backends. The index differs from ``i`` when the sample had to be substituted."""
+    def load(self, i: int, epoch: int = 0, out: np.ndarray | None = None) -> tuple[int, np.ndarray]:
+        """(index used, uint8 CHW RGB image decoded and augmented, in ``out`` when given): the
+        per-sample work of both loader backends. The index differs from ``i`` when the sample had
+        to be substituted."""
         i, image = self._decode(i)
-        if self.augment is not None:
-            image = self.augment(image, epoch, i)
-        return i, image
+        if self.augment is None:
+            return i, to_chw(image, out=out)
+        return i, self.augment(image, epoch, i, out=out)
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
         i, image = self.load(*item) if isinstance(item, tuple) else self.load(item)
         return {
-            "image": torch.from_numpy(to_chw(image)),
+            "image": torch.from_numpy(image),
             "expression": int(self.expression[i]),
             "va": torch.from_numpy(self.va[i]),
             "index": i,
@@ -144,6 +151,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         sampler: str = "shuffle",
         seed: int = 0,
         augment: Sequence[Any] | None = None,
+        augment_inplace: Sequence[Any] | None = None,
         pin_memory: bool = True,
         persistent_workers: bool = True,
         prefetch_factor: int = 4,
@@ -165,6 +173,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.sampler = sampler
         self.seed = seed
         self.augment = build_augment(augment)
+        self.augment_inplace = build_inplace(augment_inplace)
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.prefetch_factor = prefetch_factor
@@ -223,7 +232,9 @@ class AffectNetDataModule(pl.LightningDataModule):
                     f"the {part} split of {self.root} is empty: the dataset is too small for "
                     f"protocol={self.protocol} with fraction {self.fraction:g}"
                 )
-        train_augment = SeededAugment(self.augment, self.seed) if self.augment is not None else None
+        train_augment = None
+        if self.augment is not None or self.augment_inplace:
+            train_augment = SeededAugment(self.augment, self.augment_inplace, self.seed)
         self.datasets = {
             part: AffectNetDataset(
                 index, rows[part], self.image_size, train_augment if part == "train" else None

@@ -5,7 +5,7 @@ process through a fresh shared-memory segment costs about three quarters of deco
 (bench/README.md). OpenCV's decode, resize, flip and arithmetic release the GIL, so threads decode
 in parallel, and each writes its samples straight into the batch's buffer (pinned when CUDA is
 present): no copy between processes, no collation copy, and the HWC->CHW pass that every sample
-needs anyway is the copy into the batch.
+needs anyway is the copy into the batch, where the in-place flip and noise then run.
 
 The semantics are the process backend's by construction: the loader is the same (Resumable)
 DataLoader, so sampler, batch sampler, ``drop_last``, ``len`` and the resume state are shared; each
@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from fer_lightning.data.resumable import ResumableLoader
-from fer_lightning.data.transforms import to_chw
 
 if TYPE_CHECKING:  # the datamodule imports this module to offer the backend
     from fer_lightning.data.datamodule import AffectNetDataset
@@ -135,8 +134,7 @@ class _Batch:
             for k, item in enumerate(self.items):
                 if self.cancelled:
                     return
-                self.index[k], image = dataset.load(*item)
-                to_chw(image, out=self.slots[k])
+                self.index[k], _ = dataset.load(*item, out=self.slots[k])
         except BaseException as error:  # raised again in the consuming thread
             self.error = error
         self._done.set()

@@ -1,13 +1,15 @@
 """Image transforms: the config-built augmentation, its per-sample seeding, and normalisation.
 
-Per sample, workers do only what must be per sample, on uint8 HWC RGB arrays (decode, resize,
-augment). Conversion to float and ImageNet normalisation happen once per batch, after the batch
-reached its device (``normalize``), where they are cheap.
+Per sample, loader workers do only what must be per sample, on uint8 HWC RGB arrays: decode and
+resize, the optional albumentations pipeline, the in-place flip and noise, and the write into the
+batch (CHW). Conversion to float and ImageNet normalisation happen once per batch, after the
+batch reached its device (``normalize``), where they are cheap.
 """
 
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +18,8 @@ import cv2
 import numpy as np
 import torch
 from hydra.utils import instantiate
+
+from fer_lightning.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,14 +61,48 @@ def to_chw(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     shape = (image.shape[2], *image.shape[:2])
     if out is None:
         out = np.empty(shape, dtype=image.dtype)
-    elif out.shape != shape or out.dtype != image.dtype:
-        raise ValueError(f"a {image.dtype} {shape} CHW image does not fit {out.dtype} {out.shape}")
+    elif out.shape != shape or out.dtype != image.dtype or not out.flags.c_contiguous:
+        raise ValueError(
+            f"a {image.dtype} {shape} CHW image does not fit {out.dtype} {out.shape} "
+            f"(contiguous: {out.flags.c_contiguous})"
+        )
     cv2.split(image, list(out))
     return out
 
 
-class BankGaussNoise(A.ImageOnlyTransform):
-    """Additive Gaussian noise like ``A.GaussNoise`` (per pixel and channel), ~50x cheaper.
+class InPlaceTransform(ABC):
+    """A training transform that changes a sample's decoded uint8 HWC image in place.
+
+    The loader owns the freshly decoded array, so a flip or per-pixel noise can overwrite it
+    instead of going through albumentations, whose call machinery and new output array cost more
+    than the arithmetic (bench/README.md); the semantics are albumentations'. It is applied with
+    probability ``p``; ``apply`` gets ``draws`` uniform numbers in [0, 1), which ``SeededAugment``
+    draws for all transforms in one call, keyed by (seed, epoch, index).
+    """
+
+    draws = 0
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0 <= p <= 1:
+            raise ConfigError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    @abstractmethod
+    def apply(self, image: np.ndarray, uniforms: list[float]) -> None: ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({vars(self)})"
+
+
+class InPlaceHorizontalFlip(InPlaceTransform):
+    """Mirrors the image left-right, as ``A.HorizontalFlip``."""
+
+    def apply(self, image: np.ndarray, uniforms: list[float]) -> None:
+        cv2.flip(image, 1, dst=image)
+
+
+class InPlaceGaussNoise(InPlaceTransform):
+    """Additive Gaussian noise per pixel and channel, as ``A.GaussNoise(std_range)``, ~100x cheaper.
 
     ``A.GaussNoise`` draws 150k normal numbers per 224x224 image (about 5 ms, more than decoding
     it). This transform draws them once per process into a fixed bank and takes a window at a
@@ -76,15 +114,19 @@ class BankGaussNoise(A.ImageOnlyTransform):
     ``A.GaussNoise``.
     """
 
+    draws = 2  # the standard deviation and the bank offset
     _BANK_SIZE = 1 << 22
     _STEPS = 16  # bank values per standard deviation
     _bank: np.ndarray | None = None  # per process, the same in every process
 
     def __init__(self, std_range: Sequence[float] = (0.0124, 0.0277), p: float = 0.5) -> None:
-        super().__init__(p=p)
+        super().__init__(p)
         low, high = float(std_range[0]), float(std_range[1])
         if not 0 <= low <= high <= 1:
-            raise ValueError(f"std_range must satisfy 0 <= low <= high <= 1, got {std_range}")
+            raise ConfigError(
+                f"{type(self).__name__}: std_range must satisfy 0 <= low <= high <= 1 (fractions "
+                f"of 255), got {list(std_range)}"
+            )
         self.std_range = (low, high)
 
     @classmethod
@@ -94,22 +136,14 @@ class BankGaussNoise(A.ImageOnlyTransform):
             cls._bank = np.clip(np.rint(128 + cls._STEPS * z), 0, 255).astype(np.uint8)
         return cls._bank
 
-    def get_params_dependent_on_data(
-        self, params: dict[str, Any], data: dict[str, Any]
-    ) -> dict[str, Any]:
-        size = data["image"].size
-        offset = int(self.random_generator.integers(0, len(self.bank(size)) - size + 1))
-        return {"sigma": self.py_random.uniform(*self.std_range) * 255.0, "offset": offset}
-
-    def apply(self, img: np.ndarray, sigma: float, offset: int, **params: Any) -> np.ndarray:
-        if img.dtype != np.uint8:
-            raise TypeError(f"BankGaussNoise works on uint8 images, got {img.dtype}")
-        noise = self.bank(img.size)[offset : offset + img.size].reshape(img.shape)
-        scale = sigma / self._STEPS
-        return cv2.addWeighted(img, 1.0, noise, scale, -128 * scale, dtype=cv2.CV_8U)
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("std_range",)
+    def apply(self, image: np.ndarray, uniforms: list[float]) -> None:
+        low, high = self.std_range
+        std, position = uniforms
+        scale = (low + std * (high - low)) * 255.0 / self._STEPS
+        bank = self.bank(image.size)
+        offset = int(position * (len(bank) - image.size + 1))
+        noise = bank[offset : offset + image.size].reshape(image.shape)
+        cv2.addWeighted(image, 1.0, noise, scale, -128 * scale, dst=image, dtype=cv2.CV_8U)
 
 
 def build_augment(specs: Sequence[Any] | None) -> A.Compose | None:
@@ -118,47 +152,84 @@ def build_augment(specs: Sequence[Any] | None) -> A.Compose | None:
     Hydra usually instantiates the specs before they arrive here; plain dicts (from code) are
     instantiated the same way. No specs means no augmentation.
     """
-    if not specs:
+    transforms = _instantiate(specs, (A.BasicTransform, A.BaseCompose), "data.augment")
+    if not transforms:
         return None
-    transforms = [instantiate(s) if isinstance(s, Mapping) else s for s in specs]
-    for transform in transforms:
-        if not isinstance(transform, (A.BasicTransform, A.BaseCompose)):
-            raise TypeError(f"data.augment items must be albumentations transforms: {transform!r}")
     # One image per call: there are no other targets whose shapes could disagree with it.
     return A.Compose(transforms, p=1.0, is_check_shapes=False)
 
 
+def build_inplace(specs: Sequence[Any] | None) -> list[InPlaceTransform]:
+    """The in-place transforms of ``data.augment_inplace``, from config specs or instances."""
+    return _instantiate(specs, InPlaceTransform, "data.augment_inplace")
+
+
+def _instantiate(specs: Sequence[Any] | None, kind: type | tuple[type, ...], key: str) -> list:
+    transforms = [instantiate(s) if isinstance(s, Mapping) else s for s in specs or ()]
+    for transform in transforms:
+        if not isinstance(transform, kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise ConfigError(f"{key} items must be {names} transforms, got {transform!r}")
+    return transforms
+
+
 class SeededAugment:
-    """An albumentations pipeline whose randomness depends only on (seed, epoch, index).
+    """A sample's training augmentation, its randomness a function of (seed, epoch, index) only.
+
+    Two stages on the decoded HWC image: an optional albumentations pipeline (anything geometric
+    or photometric), then the in-place transforms; then the HWC->CHW write into ``out`` (the
+    sample's slot in the batch). The image passed in is overwritten.
 
     albumentations 2.0 keeps one random state per Compose and reseeds nothing in DataLoader
-    workers, so results would depend on worker count and order. Here the pipeline shares one
-    numpy and one Python generator (``Compose(seed=...)`` would instead seed every transform
-    identically and correlate their coin flips), and both are re-keyed before every call:
+    workers, so results would depend on worker count and order. Here both stages share one numpy
+    generator (and albumentations one Python generator: ``Compose(seed=...)`` would instead seed
+    every transform identically and correlate their coin flips), re-keyed before every sample:
     Philox with key (seed, epoch << 32 | index), so distinct samples get independent streams.
     Re-keying an existing Philox costs a fifth of constructing a seeded generator, which matters
-    at thousands of images per second. Each worker process holds its own copy.
+    at thousands of images per second. Each worker process or loader thread holds its own copy.
     """
 
-    def __init__(self, augment: A.Compose, seed: int) -> None:
+    def __init__(
+        self, augment: A.Compose | None, inplace: Sequence[InPlaceTransform], seed: int
+    ) -> None:
         self.augment = augment
+        self.inplace = list(inplace)
+        # Per transform: its coin, then its draws. One call for all, as each costs microseconds.
+        self._draws = sum(1 + t.draws for t in self.inplace)
         self.seed = seed
         self._numpy = np.random.Generator(np.random.Philox(key=0))
-        self._python = random.Random(0)
-        augment.set_random_state(self._numpy, self._python)
-
-    def __call__(self, image: np.ndarray, epoch: int, index: int) -> np.ndarray:
-        key = (epoch << 32) | index
-        self._numpy.bit_generator.state = {
+        self._state = {
             "bit_generator": "Philox",
             "state": {
                 "counter": np.zeros(4, dtype=np.uint64),
-                "key": np.array([key, self.seed], dtype=np.uint64),
+                "key": np.array([0, seed], dtype=np.uint64),
             },
             "buffer": np.zeros(4, dtype=np.uint64),
             "buffer_pos": 4,
             "has_uint32": 0,
             "uinteger": 0,
         }
-        self._python.seed((self.seed << 64) | key)
-        return self.augment(image=image)["image"]
+        self._python = random.Random(0)
+        if augment is not None:
+            augment.set_random_state(self._numpy, self._python)
+
+    def __call__(
+        self, image: np.ndarray, epoch: int, index: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``image`` (uint8 HWC, overwritten) augmented, as CHW, into ``out`` when given."""
+        key = (epoch << 32) | index
+        self._state["state"]["key"][0] = key
+        self._numpy.bit_generator.state = self._state  # copied in, so reusing the dict is safe
+        if self.augment is not None:
+            self._python.seed((self.seed << 64) | key)
+            image = self.augment(image=image)["image"]
+            if not (image.flags.c_contiguous and image.flags.writeable):
+                image = image.copy()  # a transform returned a view, which in place would break
+        if self.inplace:
+            uniforms = self._numpy.random(self._draws).tolist()
+            k = 0
+            for transform in self.inplace:
+                if uniforms[k] < transform.p:
+                    transform.apply(image, uniforms[k + 1 : k + 1 + transform.draws])
+                k += 1 + transform.draws
+        return to_chw(image, out=out)

@@ -1,0 +1,100 @@
+"""The augmentation: in-place flip and noise, and its keying by (seed, epoch, index)."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+
+from fer_lightning.data.transforms import (
+    InPlaceGaussNoise,
+    InPlaceHorizontalFlip,
+    SeededAugment,
+    build_augment,
+    build_inplace,
+)
+from fer_lightning.errors import ConfigError
+
+RNG = np.random.default_rng(0)
+IMAGE = RNG.integers(0, 256, (20, 24, 3), dtype=np.uint8)  # HWC, not square: W is the last axis
+
+
+def chw(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
+
+
+def test_inplace_flip_mirrors_the_image_left_right():
+    image = IMAGE.copy()
+    InPlaceHorizontalFlip().apply(image, [])
+    assert np.array_equal(image, IMAGE[:, ::-1])
+    never = SeededAugment(None, [InPlaceHorizontalFlip(p=0.0)], 0)
+    assert all(np.array_equal(never(IMAGE.copy(), 0, i), chw(IMAGE)) for i in range(20))
+
+
+@pytest.mark.parametrize("std", [0.0124, 0.0277, 0.1])
+def test_inplace_noise_has_the_configured_spread(std):
+    grey = np.full((112, 112, 3), 128, dtype=np.uint8)
+    InPlaceGaussNoise(std_range=(std, std)).apply(grey, [0.5, 0.3])
+    noise = grey.astype(np.float64) - 128
+    assert abs(noise.mean()) < 0.05 * std * 255 + 0.05
+    # Rounding to whole grey levels adds a variance of 1/12.
+    assert np.sqrt(noise.var() - 1 / 12) == pytest.approx(std * 255, rel=0.03)
+    assert len(np.unique(noise)) > 10  # per pixel, not one offset per image
+
+
+def test_inplace_noise_saturates_and_draws_its_std_per_image():
+    black = np.zeros((64, 64, 3), dtype=np.uint8)
+    InPlaceGaussNoise(std_range=(0.05, 0.05)).apply(black, [0.5, 0.7])
+    assert black.min() == 0 and black.max() > 0  # clipped at 0, not wrapped to 255
+    noise = SeededAugment(None, [InPlaceGaussNoise(std_range=(0.01, 0.03), p=1.0)], 0)
+    stds = [noise(np.full((64, 64, 3), 128, np.uint8), 0, i).std() / 255 for i in range(40)]
+    assert 0.008 < min(stds) < 0.014 and 0.026 < max(stds) < 0.032
+
+
+def test_seeded_augment_depends_only_on_seed_epoch_and_index():
+    def run(seed: int, epoch: int, index: int) -> np.ndarray:
+        augment = SeededAugment(
+            build_augment([A.RandomBrightnessContrast(p=1.0)]),
+            build_inplace([InPlaceHorizontalFlip(p=0.5), InPlaceGaussNoise(p=1.0)]),
+            seed,
+        )
+        return augment(IMAGE.copy(), epoch, index, out=np.empty((3, 20, 24), np.uint8))
+
+    reference = run(0, 1, 5)
+    assert np.array_equal(run(0, 1, 5), reference)
+    for other in ((1, 1, 5), (0, 2, 5), (0, 1, 6)):
+        assert not np.array_equal(run(*other), reference)
+    flips = [SeededAugment(None, [InPlaceHorizontalFlip(p=0.5)], 0) for _ in range(2)]
+    mirrored = [
+        np.array_equal(flips[i % 2](IMAGE.copy(), 0, i), chw(IMAGE[:, ::-1])) for i in range(400)
+    ]
+    assert 0.4 < np.mean(mirrored) < 0.6
+
+
+def test_seeded_augment_refuses_a_slot_it_cannot_write_in_place():
+    augment = SeededAugment(None, [InPlaceGaussNoise(p=1.0)], 0)
+    strided = np.empty((3, 20, 48), np.uint8)[:, :, ::2]
+    with pytest.raises(ValueError, match="contiguous"):
+        augment(IMAGE.copy(), 0, 0, out=strided)
+
+
+def test_inplace_transforms_follow_an_albumentations_view():
+    # A crop returns a view of its input; the in-place stage must not write through it.
+    crop = build_augment([A.Crop(x_min=0, y_min=0, x_max=12, y_max=10)])
+    image = IMAGE.copy()
+    out = SeededAugment(crop, [InPlaceGaussNoise(std_range=(0.1, 0.1), p=1.0)], 0)(image, 0, 0)
+    assert out.shape == (3, 10, 12) and not np.array_equal(out, chw(IMAGE[:10, :12]))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: InPlaceHorizontalFlip(p=1.5), "p must be in"),
+        (lambda: InPlaceGaussNoise(std_range=(0.3, 0.1)), "std_range must satisfy"),
+        (lambda: build_inplace([A.HorizontalFlip()]), "augment_inplace items must be"),
+        (lambda: build_augment([InPlaceHorizontalFlip()]), "augment items must be"),
+    ],
+)
+def test_bad_transform_settings_are_one_line_config_errors(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
