@@ -17,6 +17,9 @@ one run:
     configured data.loader backend, then with the other one (threads or worker processes);
 (d) a loader whose samples are ready-made tensors: the cost of moving batches out of worker
     processes (shared memory), which every multi-process loader pays and threads do not;
+(e) the loader's per-sample work (decode, augmentation, the write into a batch slot) in
+    ``workers`` processes and in ``workers`` threads with no loader around it: the most any
+    loader, or a threads loader, could deliver with this augmentation on this machine;
 
 the augmentation's CPU time per image through albumentations and in place, and the time to load
 a 287,651-entry index (AffectNet's train_set) and its split.
@@ -31,11 +34,13 @@ the rounds, rates as the best round.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
@@ -51,7 +56,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from fer_lightning.data.affectnet import Index, decode_rgb, load_index, save_index
-from fer_lightning.data.datamodule import LOADERS, AffectNetDataModule
+from fer_lightning.data.datamodule import LOADERS, AffectNetDataModule, AffectNetDataset
 from fer_lightning.data.split import load_or_make_split
 from fer_lightning.data.synthetic import AFFECTNET_TRAIN_COUNTS, ensure_synthetic
 from fer_lightning.data.transforms import (
@@ -114,6 +119,15 @@ def decode_only(paths: list[str]) -> int:
 def decode_in_parallel(pool: Pool, paths: list[str], workers: int) -> int:
     """decode_only over ``workers`` processes at once, each a 1/workers share of the paths."""
     return sum(pool.map(decode_only, [paths[k::workers] for k in range(workers)], chunksize=1))
+
+
+def load_only(task: tuple[AffectNetDataset, list[int]]) -> int:
+    """The loader's per-sample work (decode, augment, write into a batch slot), with no loader."""
+    dataset, rows = task
+    out = np.empty((3, dataset.image_size, dataset.image_size), dtype=np.uint8)
+    for i in rows:
+        dataset.load(i, 1, out=out)
+    return len(rows)
 
 
 def augmentation_cost(paths: list[str]) -> dict[str, float]:
@@ -310,11 +324,19 @@ def main() -> None:
         def normalised(batch: dict) -> dict:
             return datamodules[default].on_after_batch_transfer(batch, 0)
 
+        # (e): the per-sample work in workers with no loader around it, each its own dataset copy
+        # (its augmentation keeps generators); what any loader adds is the rest.
+        train = datamodules[default].datasets["train"]
+        shares = [(copy.deepcopy(train), list(range(k, len(train), w))) for k in range(w)]
+        threads = ThreadPoolExecutor(w)
+
         rates: dict[str, list[Rate]] = {}
         epoch = 1
         for _ in range(args.rounds):
             rates.setdefault("a1", []).append(measure(lambda: decode_only(paths)))
             rates.setdefault("a2", []).append(measure(lambda: decode_in_parallel(pool, paths, w)))
+            for key, run in (("e-processes", pool.map), ("e-threads", threads.map)):
+                rates.setdefault(key, []).append(measure(lambda r=run: sum(r(load_only, shares))))
             for name, loader in loaders.items():
                 for step, suffix in ((None, ""), (normalised, "+norm")):
                     epochs = range(epoch, epoch + 1)
@@ -322,6 +344,7 @@ def main() -> None:
                     rates.setdefault(name + suffix, []).append(run)
                     epoch += 1
     pool.close()
+    threads.shutdown()
 
     def best(key: str, field: str = "per_second") -> float:
         return max(getattr(rate, field) for rate in rates[key])
@@ -340,6 +363,8 @@ def main() -> None:
         (f"    with data.loader={other}", rates[other]),
         ("    + normalising on the CPU", rates[other + "+norm"]),
         (f"(d) moving batches only, {w} processes", [d]),
+        (f"(e) per-sample work only, no loader, {w} processes", rates["e-processes"]),
+        (f"    the same in {w} threads", rates["e-threads"]),
     ]
     for label, measured in rows:
         clock = max(r.per_second for r in measured)
@@ -377,6 +402,16 @@ def main() -> None:
             f"(a2)/(a1 x {w}): decoding on {w} cores at once",
             ratios("a2", "a1", w),
             ratios("a2", "a1", field="per_cpu_second"),
+        ),
+        (
+            "(e) processes/(a2): any loader's limit",
+            ratios("e-processes", "a2"),
+            ratios("e-processes", "a2", field="per_cpu_second"),
+        ),
+        (
+            "(e) threads/(a2): a threads loader's limit",
+            ratios("e-threads", "a2"),
+            ratios("e-threads", "a2", field="per_cpu_second"),
         ),
     ]
     for label, clock, cpu in table:
