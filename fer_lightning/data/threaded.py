@@ -5,7 +5,7 @@ process through a fresh shared-memory segment costs about three quarters of deco
 (bench/README.md). OpenCV's decode, resize, flip and arithmetic release the GIL, so threads decode
 in parallel, and each writes its samples straight into the batch's buffer (pinned when CUDA is
 present): no copy between processes, no collation copy, and the HWC->CHW pass that every sample
-needs anyway is the copy into the batch, where the in-place flip and noise then run.
+needs anyway (after its in-place flip and noise) is the copy into the batch.
 
 The semantics are the process backend's by construction: the loader is the same (Resumable)
 DataLoader, so sampler, batch sampler, ``drop_last``, ``len`` and the resume state are shared; each
