@@ -16,7 +16,7 @@ from fer_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from tests.data_fixtures import make_dataset, quiet_trainer
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
-# Both stages: an albumentations pipeline on the HWC image, in-place transforms on the CHW slot.
+# Both stages: an albumentations pipeline, then in-place transforms, on the sample's HWC slot.
 AUGMENT = {
     "augment": [{"_target_": "albumentations.HorizontalFlip", "p": 0.5}],
     "augment_inplace": [

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_lightning.data.affectnet import decode_rgb, inspect_image, read_scalar
+from fer_lightning.data.affectnet import _MARK, decode_rgb, inspect_image, read_scalar
 
 
 @pytest.mark.parametrize(
@@ -63,3 +63,35 @@ def test_decode_is_rgb_and_resized(tmp_path):
         assert rgb.shape == (size, size, 3)
         assert rgb[..., 0].min() == 255 and rgb[..., 2].max() == 0
     assert decode_rgb(str(tmp_path / "missing.png"), 32, 64) is None
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_decode_into_a_batch_slot_equals_a_plain_decode(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    colour, grey = tmp_path / f"colour{suffix}", tmp_path / f"grey{suffix}"
+    cv2.imwrite(str(colour), photo)
+    cv2.imwrite(str(grey), photo[..., 0])
+    batch = np.zeros((2, 16, 16, 3), dtype=np.uint8)
+    for size, path in [(32, colour), (32, grey), (16, colour), (12, colour)]:
+        slot = np.zeros((size, size, 3), dtype=np.uint8) if size != 16 else batch[1]
+        assert decode_rgb(str(path), size, 32, out=slot) is slot
+        assert np.array_equal(slot, decode_rgb(str(path), size, 32)), (size, path.name)
+    assert not batch[0].any()  # only its own slot written
+
+
+def test_decode_into_a_slot_notices_files_that_do_not_decode(tmp_path):
+    slot = np.full((8, 8, 3), 7, dtype=np.uint8)
+    (tmp_path / "text.jpg").write_text("not an image")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    for name in ("missing.jpg", "text.jpg", "empty.jpg"):
+        assert decode_rgb(str(tmp_path / name), 8, 8, out=slot) is None, name
+    # An image whose last pixel happens to be the marker colour, and one that is not square.
+    marked = np.full((8, 8, 3), 90, dtype=np.uint8)
+    marked[-1, -1] = _MARK[::-1]  # BGR on disk
+    cv2.imwrite(str(tmp_path / "marked.png"), marked)
+    assert decode_rgb(str(tmp_path / "marked.png"), 8, 8, out=slot) is slot
+    assert np.array_equal(slot, marked[..., ::-1])
+    cv2.imwrite(str(tmp_path / "wide.png"), np.full((8, 10, 3), 50, dtype=np.uint8))
+    assert decode_rgb(str(tmp_path / "wide.png"), 8, 8, out=slot) is slot
+    assert (slot == 50).all()

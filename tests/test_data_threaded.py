@@ -11,10 +11,9 @@ import torch
 from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.sampler import EpochSampler
 from fer_lightning.data.threaded import ThreadedLoader
-from fer_lightning.data.transforms import to_chw
 from tests.data_fixtures import make_dataset, quiet_trainer
 
-# Both stages: an albumentations pipeline on the HWC image, in-place transforms on the CHW slot.
+# Both stages: an albumentations pipeline, then in-place transforms, on the sample's HWC slot.
 AUGMENT = {
     "augment": [{"_target_": "albumentations.HorizontalFlip", "p": 0.5}],
     "augment_inplace": [
@@ -49,7 +48,7 @@ def assert_same_batches(ours: list[dict], theirs: list[dict]) -> None:
     for mine, reference in zip(ours, theirs, strict=True):
         assert mine.keys() == reference.keys()
         for key, value in mine.items():
-            assert value.dtype == reference[key].dtype and value.is_contiguous(), key
+            assert value.dtype == reference[key].dtype and value.shape == reference[key].shape, key
             assert torch.equal(value, reference[key]), key
 
 
@@ -150,12 +149,3 @@ def test_lightning_sets_the_epoch_of_the_threads_loader(dataset, tmp_path):
         indices, images = steps[0]
         expected = {"image": torch.stack([train[(i, epoch)]["image"] for i in indices])}
         assert torch.equal(images, dm.on_after_batch_transfer(expected, 0)["image"])
-
-
-def test_to_chw_fills_a_batch_slot_and_refuses_one_that_does_not_fit():
-    image = torch.randint(0, 256, (4, 5, 3), dtype=torch.uint8).numpy()
-    batch = torch.zeros((2, 3, 4, 5), dtype=torch.uint8)
-    to_chw(image, out=batch[1].numpy())
-    assert torch.equal(batch[1], torch.from_numpy(image).permute(2, 0, 1))
-    with pytest.raises(ValueError, match="does not fit"):
-        to_chw(image, out=batch[1].numpy().transpose(0, 2, 1))

@@ -2,8 +2,10 @@
 
 Batches are dicts::
 
-    image       uint8 [N, 3, H, W] RGB in the loader; float32 ImageNet-normalised after
-                on_after_batch_transfer (which runs on the batch's device, so on the GPU)
+    image       uint8 [N, 3, H, W] RGB in the loader, channels-last with the default loader
+                (each sample is decoded straight into its slot of the batch); float32
+                ImageNet-normalised after on_after_batch_transfer (which runs on the batch's
+                device, so on the GPU)
     expression  int64 [N], AffectNet codes 0-7 (0-6 with data.classes=7)
     va          float32 [N, 2], valence and arousal in [-1, 1]
     index       int64 [N], the sample's position in its split (see sample_paths)
@@ -46,7 +48,6 @@ from fer_lightning.data.transforms import (
     build_augment,
     build_inplace,
     normalize,
-    to_chw,
 )
 from fer_lightning.errors import ConfigError
 
@@ -96,10 +97,10 @@ class AffectNetDataset(Dataset):
     def path(self, i: int) -> str:
         return self.image_dirs[self.subset[i]] + self.files[i]
 
-    def _decode(self, i: int) -> tuple[int, np.ndarray]:
+    def _decode(self, i: int, out: np.ndarray | None) -> tuple[int, np.ndarray]:
         for attempt in range(len(self)):
             j = (i + attempt) % len(self)
-            image = decode_rgb(self.path(j), self.image_size, int(self.side[j]))
+            image = decode_rgb(self.path(j), self.image_size, int(self.side[j]), out=out)
             if image is not None:
                 return j, image
             self.substitutions += 1
@@ -112,18 +113,18 @@ class AffectNetDataset(Dataset):
         raise RuntimeError(f"no image of this split decodes any more (first: {self.path(i)})")
 
     def load(self, i: int, epoch: int = 0, out: np.ndarray | None = None) -> tuple[int, np.ndarray]:
-        """(index used, uint8 CHW RGB image decoded and augmented, in ``out`` when given): the
+        """(index used, uint8 HWC RGB image decoded and augmented, in ``out`` when given): the
         per-sample work of both loader backends. The index differs from ``i`` when the sample had
         to be substituted."""
-        i, image = self._decode(i)
-        if self.augment is None:
-            return i, to_chw(image, out=out)
-        return i, self.augment(image, epoch, i, out=out)
+        i, image = self._decode(i, out)
+        if self.augment is not None:
+            self.augment(image, epoch, i)
+        return i, image
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
         i, image = self.load(*item) if isinstance(item, tuple) else self.load(item)
         return {
-            "image": torch.from_numpy(image),
+            "image": torch.from_numpy(image).permute(2, 0, 1),
             "expression": int(self.expression[i]),
             "va": torch.from_numpy(self.va[i]),
             "index": i,

@@ -3,9 +3,12 @@
 Why threads: on a VM where a page fault costs ~8 us per 4 KiB, moving every batch out of a worker
 process through a fresh shared-memory segment costs about three quarters of decoding it
 (bench/README.md). OpenCV's decode, resize, flip and arithmetic release the GIL, so threads decode
-in parallel, and each writes its samples straight into the batch's buffer (pinned when CUDA is
-present): no copy between processes, no collation copy, and the HWC->CHW pass that every sample
-needs anyway (after its in-place flip and noise) is the copy into the batch.
+in parallel, and each decodes its samples straight into their slots of the batch's buffer (pinned
+when CUDA is present), where the in-place flip and noise follow: no copy between processes, no
+collation copy, no copy at all. The buffer is NHWC, so the batch's image is channels-last, and
+buffers are reused once a batch is dropped (``BufferPool``). Pinned buffers (CUDA) come from
+torch's caching host allocator instead, which reuses them too, and only after the asynchronous
+copies from them to the GPU have finished.
 
 The semantics are the process backend's by construction: the loader is the same (Resumable)
 DataLoader, so sampler, batch sampler, ``drop_last``, ``len`` and the resume state are shared; each
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from fer_lightning.data.buffers import BufferPool
 from fer_lightning.data.resumable import ResumableLoader
 
 if TYPE_CHECKING:  # the datamodule imports this module to offer the backend
@@ -36,10 +40,11 @@ if TYPE_CHECKING:  # the datamodule imports this module to offer the backend
 class ThreadedLoader(ResumableLoader):
     """A ResumableLoader whose ``num_workers`` workers are threads; 0 loads in the caller.
 
-    The batches equal the process backend's: same dict, dtypes, shapes (contiguous CHW images) and
-    values. With ``persistent_workers`` the threads serve every pass until the loader is dropped
-    (Lightning drops its iterator at teardown); without, a pass's threads stop when it ends or its
-    iterator is dropped (breaking out of a loop). Threads left at interpreter exit are stopped.
+    The batches equal the process backend's: same dict, dtypes, shapes and values; the images are
+    channels-last (the process backend's collation makes them contiguous). With
+    ``persistent_workers`` the threads serve every pass until the loader is dropped (Lightning
+    drops its iterator at teardown); without, a pass's threads stop when it ends or its iterator
+    is dropped (breaking out of a loop). Threads left at interpreter exit are stopped.
     """
 
     dataset: AffectNetDataset
@@ -58,6 +63,9 @@ class ThreadedIterator:
         self._dataset = loader.dataset
         self._depth = loader.num_workers * loader.prefetch_factor
         self._pin = loader.pin_memory and torch.cuda.is_available()
+        # Besides those in flight: the batch being handed over, and two its consumer may hold
+        # (Lightning's fetcher holds the next batch while the current one trains).
+        self._buffers = BufferPool(keep=self._depth + 3)
         self._persistent = loader.persistent_workers
         self._pending: deque[_Batch] = deque()
         self._tasks: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
@@ -108,9 +116,16 @@ class ThreadedIterator:
             items = next(self._batches, None)
             if items is None:
                 return
-            batch = _Batch(items, self._dataset.image_size, self._pin)
+            batch = _Batch(items, self._pixels(len(items)))
             self._pending.append(batch)
             self._tasks.put(batch)
+
+    def _pixels(self, n: int) -> torch.Tensor:
+        """An uninitialised uint8 NHWC buffer for a batch of ``n`` images."""
+        shape = (n, self._dataset.image_size, self._dataset.image_size, 3)
+        if self._pin:
+            return torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        return torch.from_numpy(self._buffers.take(shape, np.uint8))
 
 
 class _Batch:
@@ -120,10 +135,10 @@ class _Batch:
     threads measured no faster here and needs a lock to count what is left.
     """
 
-    def __init__(self, items: list[tuple[int, int]], size: int, pin: bool) -> None:
+    def __init__(self, items: list[tuple[int, int]], pixels: torch.Tensor) -> None:
         self.items = items
-        self.image = torch.empty((len(items), 3, size, size), dtype=torch.uint8, pin_memory=pin)
-        self.slots = self.image.numpy()
+        self.slots = pixels.numpy()
+        self.image = pixels.permute(0, 3, 1, 2)
         self.index = np.empty(len(items), dtype=np.int64)
         self.error: BaseException | None = None
         self.cancelled = False  # its pass ended early: its thread stops filling it

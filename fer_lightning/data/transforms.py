@@ -1,9 +1,10 @@
 """Image transforms: the config-built augmentation, its per-sample seeding, and normalisation.
 
-Per sample, loader workers do only what must be per sample, on uint8 HWC RGB arrays: decode and
-resize, the optional albumentations pipeline, the in-place flip and noise, and the write into the
-batch (CHW). Conversion to float and ImageNet normalisation happen once per batch, after the
-batch reached its device (``normalize``), where they are cheap.
+Per sample, loader workers do only what must be per sample, on uint8 HWC RGB arrays, in the
+sample's slot of the batch: decode (and resize), the optional albumentations pipeline, the
+in-place flip and noise. A batch is therefore channels-last, ``[N, 3, H, W]`` with the channel
+innermost. Conversion to float and ImageNet normalisation happen once per batch, after the batch
+reached its device (``normalize``), where they are cheap.
 """
 
 from __future__ import annotations
@@ -19,24 +20,28 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
+from fer_lightning.data.buffers import BufferPool
 from fer_lightning.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# uint8 -> normalised float per channel, for the CPU path of `normalize`.
-_LUTS = [
-    ((np.arange(256) / 255.0 - m) / s).astype(np.float32)
-    for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)
-]
+# uint8 -> normalised float, one table column per channel, for the CPU path of `normalize`.
+_LUT = np.stack(
+    [(np.arange(256) / 255.0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)],
+    axis=-1,
+).astype(np.float32)[None]
+# The CPU path's outputs: one in the step being computed, one normalised ahead.
+_OUTPUTS = BufferPool(keep=2)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 RGB images [..., 3, H, W] -> float32 normalised with ImageNet's mean and std.
 
-    On a GPU this is plain tensor arithmetic. On the CPU a per-channel lookup table does it in one
-    pass, about 4x faster than float arithmetic (which matters when a CPU run or CPU prediction
-    normalises in the main process while workers decode).
+    On a GPU this is plain tensor arithmetic, which keeps the memory layout. On the CPU one
+    3-channel lookup table does it in one pass over the channels-last pixels, about 4x faster than
+    float arithmetic (which matters when a CPU run or CPU prediction normalises in the main process
+    while workers decode); the result is channels-last.
     """
     if images.dtype != torch.uint8:
         raise TypeError(f"normalize expects uint8 images, got {images.dtype}")
@@ -44,30 +49,12 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
         mean = images.new_tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1) * 255
         inv_std = 1 / (images.new_tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1) * 255)
         return images.float().sub_(mean).mul_(inv_std)
-    source = images.contiguous().numpy().reshape(-1, 3, images.shape[-2] * images.shape[-1])
-    out = np.empty(source.shape, dtype=np.float32)
+    pixels = images.movedim(-3, -1).contiguous()  # no copy when already channels-last
+    source = pixels.numpy().reshape(-1, images.shape[-1], 3)
+    out = _OUTPUTS.take(source.shape, np.float32)
     if source.size:
-        for channel, table in enumerate(_LUTS):
-            cv2.LUT(source[:, channel], table, dst=out[:, channel])
-    return torch.from_numpy(out).view(images.shape)
-
-
-def to_chw(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """HWC -> contiguous CHW, in a new array or in ``out`` (a sample's slot in a batch buffer).
-
-    OpenCV's split is faster than a numpy transpose copy. Given planes of the wrong shape it would
-    silently write new arrays instead, so ``out`` is checked.
-    """
-    shape = (image.shape[2], *image.shape[:2])
-    if out is None:
-        out = np.empty(shape, dtype=image.dtype)
-    elif out.shape != shape or out.dtype != image.dtype or not out.flags.c_contiguous:
-        raise ValueError(
-            f"a {image.dtype} {shape} CHW image does not fit {out.dtype} {out.shape} "
-            f"(contiguous: {out.flags.c_contiguous})"
-        )
-    cv2.split(image, list(out))
-    return out
+        cv2.LUT(source, _LUT, dst=out)
+    return torch.from_numpy(out).view(pixels.shape).movedim(-1, -3)
 
 
 class InPlaceTransform(ABC):
@@ -176,9 +163,9 @@ def _instantiate(specs: Sequence[Any] | None, kind: type | tuple[type, ...], key
 class SeededAugment:
     """A sample's training augmentation, its randomness a function of (seed, epoch, index) only.
 
-    Two stages on the decoded HWC image: an optional albumentations pipeline (anything geometric
-    or photometric), then the in-place transforms; then the HWC->CHW write into ``out`` (the
-    sample's slot in the batch). The image passed in is overwritten.
+    Two stages on the decoded HWC image, in place (it is the sample's slot in the batch): an
+    optional albumentations pipeline (anything geometric or photometric, as long as it keeps the
+    image's size), its output copied back; then the in-place transforms.
 
     albumentations 2.0 keeps one random state per Compose and reseeds nothing in DataLoader
     workers, so results would depend on worker count and order. Here both stages share one numpy
@@ -213,18 +200,22 @@ class SeededAugment:
         if augment is not None:
             augment.set_random_state(self._numpy, self._python)
 
-    def __call__(
-        self, image: np.ndarray, epoch: int, index: int, out: np.ndarray | None = None
-    ) -> np.ndarray:
-        """``image`` (uint8 HWC, overwritten) augmented, as CHW, into ``out`` when given."""
+    def __call__(self, image: np.ndarray, epoch: int, index: int) -> None:
+        """Augments ``image`` (uint8 HWC, contiguous) in place."""
         key = (epoch << 32) | index
         self._state["state"]["key"][0] = key
         self._numpy.bit_generator.state = self._state  # copied in, so reusing the dict is safe
         if self.augment is not None:
             self._python.seed((self.seed << 64) | key)
-            image = self.augment(image=image)["image"]
-            if not (image.flags.c_contiguous and image.flags.writeable):
-                image = image.copy()  # a transform returned a view, which in place would break
+            result = self.augment(image=image)["image"]
+            if result.shape != image.shape:
+                raise ConfigError(
+                    f"data.augment changed an image's shape from {image.shape} to "
+                    f"{result.shape}: its transforms must keep data.image_size (crop with "
+                    "RandomResizedCrop(size=...), for example)"
+                )
+            if result is not image:
+                image[...] = result
         if self.inplace:
             uniforms = self._numpy.random(self._draws).tolist()
             k = 0
@@ -232,4 +223,3 @@ class SeededAugment:
                 if uniforms[k] < transform.p:
                     transform.apply(image, uniforms[k + 1 : k + 1 + transform.draws])
                 k += 1 + transform.draws
-        return to_chw(image, out=out)
