@@ -51,6 +51,7 @@ def test_batches_have_the_documented_format(dataset):
         batch = next(iter(loader))
         assert set(batch) == {"image", "expression", "va", "index"}
         assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (8, 3, 24, 24)
+        assert batch["image"].is_contiguous(memory_format=torch.channels_last)
         assert batch["expression"].dtype == torch.int64 and batch["expression"].shape == (8,)
         assert batch["va"].dtype == torch.float32 and batch["va"].shape == (8, 2)
         assert batch["index"].dtype == torch.int64

@@ -2,8 +2,8 @@
 
 Batches are dicts::
 
-    image       uint8 [N, 3, H, W] RGB in the loader, channels-last with the default loader
-                (each sample is decoded straight into its slot of the batch); float32
+    image       uint8 [N, 3, H, W] RGB in the loader, channels-last (the threads loader decodes
+                each sample straight into its slot of an NHWC batch; see collate); float32
                 ImageNet-normalised after on_after_batch_transfer (which runs on the batch's
                 device, so on the GPU)
     expression  int64 [N], AffectNet codes 0-7 (0-6 with data.classes=7)
@@ -26,7 +26,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from fer_lightning.data.affectnet import (
     EXPRESSION_NAMES,
@@ -129,6 +129,16 @@ class AffectNetDataset(Dataset):
             "va": torch.from_numpy(self.va[i]),
             "index": i,
         }
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """``default_collate``, with the images stacked NHWC: channels-last batches, as the threads
+    loader makes them, and one plain copy per sample (a sample's image is a CHW view of an HWC
+    array) instead of a transposing one. In a worker process the stack goes straight into shared
+    memory, as default_collate's does."""
+    images = default_collate([sample["image"].permute(1, 2, 0) for sample in samples])
+    rest = default_collate([{k: v for k, v in s.items() if k != "image"} for s in samples])
+    return {"image": images.permute(0, 3, 1, 2), **rest}
 
 
 class AffectNetDataModule(pl.LightningDataModule):
@@ -273,6 +283,7 @@ class AffectNetDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers and workers,
             prefetch_factor=self.prefetch_factor if workers else None,
             drop_last=drop_last,
+            collate_fn=collate,
             # Worker seeds come from here rather than the global RNG, so creating an iterator does
             # not move the dropout RNG stream (a resumed run creates them at different points).
             generator=torch.Generator().manual_seed(self.seed),

@@ -40,8 +40,8 @@ if TYPE_CHECKING:  # the datamodule imports this module to offer the backend
 class ThreadedLoader(ResumableLoader):
     """A ResumableLoader whose ``num_workers`` workers are threads; 0 loads in the caller.
 
-    The batches equal the process backend's: same dict, dtypes, shapes and values; the images are
-    channels-last (the process backend's collation makes them contiguous). With
+    The batches equal the process backend's: same dict, dtypes, shapes, values and channels-last
+    images. With
     ``persistent_workers`` the threads serve every pass until the loader is dropped (Lightning
     drops its iterator at teardown); without, a pass's threads stop when it ends or its iterator
     is dropped (breaking out of a loop). Threads left at interpreter exit are stopped.
