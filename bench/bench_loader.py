@@ -107,10 +107,15 @@ def cpu_seconds() -> float:
     return total
 
 
+# CPU times are counted in clock ticks: a short round can take none. One tick is the least a
+# round is charged, so that a rate by CPU time is always finite (and, if anything, an underestimate).
+CLOCK_TICK = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
 def measure(run: Callable[[], int]) -> Rate:
     wall, cpu = time.perf_counter(), cpu_seconds()
     images = run()
-    return Rate(images, time.perf_counter() - wall, cpu_seconds() - cpu)
+    return Rate(images, time.perf_counter() - wall, max(cpu_seconds() - cpu, CLOCK_TICK))
 
 
 def decode_only(paths: list[str]) -> int:
