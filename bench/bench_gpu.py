@@ -37,11 +37,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fer_lightning.app import CONFIG_DIR, register_resolvers
+from fer_lightning.cli import register_resolvers
 from fer_lightning.data.affectnet import SUBSETS
 from fer_lightning.data.synthetic import ensure_synthetic
 from fer_lightning.models import register_model_configs
 from fer_lightning.module import MultiTaskModule
+from fer_lightning.paths import CONFIG_DIR
 
 PAPER_MODELS = ("tnet", "squeezenet", "mobilenet_v3_large", "efficientnet_b0")
 AFFECTNET_TRAIN = 230_120  # the original project's training split (80% of train_set)
@@ -176,7 +177,7 @@ def bench_config(model: str, root: Path, args: argparse.Namespace, out: Path) ->
         "++trainer.enable_progress_bar=false",
         "++trainer.enable_model_summary=false",
     ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
 

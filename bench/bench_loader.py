@@ -107,8 +107,8 @@ def cpu_seconds() -> float:
     return total
 
 
-# CPU times are counted in clock ticks: a short round can take none. One tick is the least a
-# round is charged, so that a rate by CPU time is always finite (and, if anything, an underestimate).
+# CPU times are counted in clock ticks: a short round can take none. A round is charged at least
+# one tick, so that a rate by CPU time is always finite (and, if anything, an underestimate).
 CLOCK_TICK = 1.0 / os.sysconf("SC_CLK_TCK")
 
 

@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fer_lightning.app import entry_point, instantiate_dict
 from fer_lightning.checkpoint import load_checkpoint
+from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
 from fer_lightning.history import checkpoint_history
 from fer_lightning.module import MultiTaskModule

@@ -6,7 +6,7 @@ import logging
 
 from omegaconf import DictConfig
 
-from fer_lightning.app import entry_point
+from fer_lightning.cli import entry_point
 from fer_lightning.inference.deploy import Exported, export_checkpoint
 
 log = logging.getLogger("fer_lightning.export")

@@ -6,7 +6,7 @@ import logging
 
 from omegaconf import DictConfig
 
-from fer_lightning.app import entry_point
+from fer_lightning.cli import entry_point
 from fer_lightning.data.affectnet import EXPRESSION_NAMES
 from fer_lightning.inference.annotate import Annotator
 from fer_lightning.inference.faces import FaceDetector

@@ -11,69 +11,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from fer_lightning.errors import ConfigError
+from fer_lightning.cli import FAILED_FILE
 
 log = logging.getLogger("fer_lightning.sweep")
 
-FAILED_FILE = "failed.txt"
 SUMMARY_CSV = "sweep_summary.csv"
 SUMMARY_PLOT = "sweep_summary.png"
 # The multi-task trade-off the plot shows: accuracy against each regression's CCC.
 PLOT_Y = "acc"
 PLOT_X = ("valence_ccc", "arousal_ccc")
-
-
-def in_multirun() -> bool:
-    """True inside a job of `-m`, where one job's error must not end the other jobs."""
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def record_failure(exc: Exception) -> None:
-    """Logs a job's error with its trace and leaves it, one line, in `<job dir>/results/`."""
-    log.error("job failed; the sweep continues", exc_info=exc)
-    results = Path(HydraConfig.get().runtime.output_dir) / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    while exc.__cause__ is not None:  # the original error, not Hydra's instantiation wrapper
-        exc = exc.__cause__
-    message = " ".join(str(exc).split()) or "(no message)"
-    (results / FAILED_FILE).write_text(f"{type(exc).__name__}: {message}\n")
-
-
-def run_sweep_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Runs one job of a multirun, recording an error instead of raising it.
-
-    Hydra's basic launcher would stop the sweep at the first error, and a user error's
-    `sys.exit(2)` would end the process. Returns what the sweeper needs: for a search
-    (`optimized_metric` set: one name, or a list for a multi-objective search), the named values
-    of the task's result; else the result itself. A failed job returns None, which the Optuna
-    sweeper marks as a failed trial.
-    """
-    try:
-        result = task(cfg)
-    except Exception as exc:
-        record_failure(exc)
-        return None
-    metric = cfg.get("optimized_metric")
-    if not metric:
-        return result
-    names = [metric] if isinstance(metric, str) else list(metric)
-    missing = [name for name in names if name not in result]
-    if missing:
-        raise ConfigError(f"optimized_metric {missing[0]} is not a result: one of {list(result)}")
-    values = [float(result[name]) for name in names]
-    return values[0] if isinstance(metric, str) else values
 
 
 def _overrides(job_dir: Path) -> dict[str, str]:

@@ -12,14 +12,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fer_lightning.app import entry_point, instantiate_dict
 from fer_lightning.callbacks import fault_tolerance_plugins
 from fer_lightning.checkpoint import CHECKPOINT_DIR, resume_checkpoint, start_over
+from fer_lightning.cli import entry_point, in_multirun, instantiate_dict
 from fer_lightning.history import recorded_history
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.reports import device_description, experiment_row, write_reports
 from fer_lightning.resume import csv_logs, set_aside_logs
-from fer_lightning.sweep import in_multirun
 
 log = logging.getLogger("fer_lightning.train")
 

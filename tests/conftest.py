@@ -10,9 +10,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from fer_lightning.app import CONFIG_DIR, register_resolvers
+from fer_lightning.cli import register_resolvers
 from fer_lightning.data.synthetic import ensure_synthetic
 from fer_lightning.models import register_model_configs
+from fer_lightning.paths import CONFIG_DIR
 
 # DESIGN.md section 4's metric names, written out: the contract the code is checked against.
 DESIGN_METRICS = [
@@ -66,7 +67,7 @@ def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
     register_model_configs()
 
     def _compose(name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             return compose(
                 config_name=name,
                 overrides=[

@@ -20,10 +20,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from fer_lightning.app import CONFIG_DIR
 from fer_lightning.data.synthetic import ensure_synthetic
 from fer_lightning.eval import evaluate
 from fer_lightning.module import gather_outputs
+from fer_lightning.paths import CONFIG_DIR
 from tests.conftest import tiny_overrides
 
 # The holdout test split is round(0.2 * 245) = 49 samples; the validation split 63.
@@ -125,7 +125,7 @@ def test_the_slurm_launcher_starts_one_task_per_gpu_on_every_node(compose_config
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     compose_config()  # registers the project's resolvers and model configs
     overrides = ["hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     params = instantiate(cfg.hydra.launcher).params
     assert (params["nodes"], params["gpus_per_node"], params["tasks_per_node"]) == (2, 4, 4)

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from fer_lightning.app import CONFIG_DIR
 from fer_lightning.errors import ConfigError
 from fer_lightning.losses import (
     LIKELIHOOD_SCALES,
@@ -21,10 +20,11 @@ from fer_lightning.losses import (
     ccc_loss,
 )
 from fer_lightning.module import MultiTaskModule
+from fer_lightning.paths import CONFIG_DIR
 from fer_lightning.train import train
 from tests.conftest import tiny_overrides
 
-LOSS_GROUPS = sorted(p.stem for p in (Path(CONFIG_DIR) / "loss").glob("*.yaml"))
+LOSS_GROUPS = sorted(p.stem for p in (CONFIG_DIR / "loss").glob("*.yaml"))
 
 
 def _batch(n: int = 32, classes: int = 8):

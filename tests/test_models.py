@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fer_lightning.app import CONFIG_DIR
 from fer_lightning.errors import ConfigError
 from fer_lightning.models import MultiTaskNet, create_model, register_model_configs
+from fer_lightning.paths import CONFIG_DIR
 
 BATCH = 2
 # Large enough for every yaml model: inception_v3 needs 75 px, vit_b_16 a multiple of 16.
@@ -28,7 +28,7 @@ def _outputs(net: MultiTaskNet, image_size: int) -> tuple[torch.Tensor, torch.Te
 
 
 def _compose_model(name: str, image_size: int) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(
             overrides=[f"+model={name}", "+data.num_classes=8", f"+data.image_size={image_size}"]
         )
@@ -136,7 +136,7 @@ def test_pretrained_loads_the_local_file(
     "name",
     [
         pytest.param(path.stem, marks=[pytest.mark.slow] if path.stem in BIG_YAML_MODELS else [])
-        for path in sorted((Path(CONFIG_DIR) / "model").glob("*.yaml"))
+        for path in sorted((CONFIG_DIR / "model").glob("*.yaml"))
     ],
 )
 def test_model_yaml_instantiates_a_working_net(name: str) -> None:

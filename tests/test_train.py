@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from fer_lightning.app import CONFIG_DIR
 from fer_lightning.eval import evaluate
+from fer_lightning.paths import CONFIG_DIR
 from fer_lightning.train import train
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -111,7 +111,7 @@ CORE_MODELS = [
     "tnet",
 ]
 OTHER_MODELS = [
-    *sorted({p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml")} - set(CORE_MODELS)),
+    *sorted({p.stem for p in (CONFIG_DIR / "model").glob("*.yaml")} - set(CORE_MODELS)),
     "regnet_y_400mf",  # a torchvision name without a yaml file
 ]
 
@@ -146,7 +146,7 @@ def test_fast_dev_run_for_other_models(compose_config, tiny_dataset, name):
 
 
 def test_an_unknown_group_option_is_named_in_one_line():
-    from fer_lightning.app import unknown_choice
+    from fer_lightning.cli import unknown_choice
 
     assert unknown_choice(["model=tnet", "data=synthetic", "seed=3"]) is None
     assert unknown_choice(["model=convnext_tiny", "logger=[csv,wandb]"]) is None

@@ -1,0 +1,220 @@
+"""The command-line layer: Hydra entry points, resolvers, one-line errors and exit codes, the
+per-job error policy of multirun sweeps, and the `key=value` parser of the non-Hydra commands."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from fer_lightning.errors import ConfigError
+from fer_lightning.paths import CONFIG_DIR
+
+log = logging.getLogger("fer_lightning")
+
+# A failed sweep job leaves its error, one line, in `<job dir>/results/` under this name.
+FAILED_FILE = "failed.txt"
+
+
+def run_name(override_dirname: str) -> str:
+    """A directory name for a run, stable for the same overrides so a rerun finds its checkpoints.
+
+    `model=tnet,seed=1` becomes `model-tnet_seed-1`: `=` and `,` in a path would have to be quoted
+    in every later override that names it (`ckpt_path=...`).
+    """
+    if not override_dirname:
+        return "default"
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", override_dirname.replace("=", "-"))
+    if len(name) > 100:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = f"{name[:80]}-{digest}"
+    return name
+
+
+def gpu_precision() -> str:
+    """bf16 where the GPU computes it natively (no loss scaling), fp16 with a scaler otherwise."""
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+        return "bf16-mixed"
+    return "16-mixed"
+
+
+def register_resolvers() -> None:
+    for name, fn in {"fer_run_name": run_name, "fer_gpu_precision": gpu_precision}.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def _user_error(exc: BaseException) -> ConfigError | None:
+    """Finds a ConfigError behind Hydra's instantiation wrapper, if there is one."""
+    while exc is not None:
+        if isinstance(exc, ConfigError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def unknown_choice(overrides: list[str]) -> str | None:
+    """A one-line complaint about the first `group=option` naming no option of a conf/ group.
+
+    Hydra reports these itself, but across many lines (for `model`, a list of 80 names).
+    """
+    from fer_lightning.models.backbones import torchvision_names
+
+    for override in overrides:
+        group, sep, value = override.partition("=")
+        folder = CONFIG_DIR / group
+        if not sep or "/" in group or not folder.is_dir() or value[:1] in "[({":
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        accepted = {*options, "null", *(torchvision_names() if group == "model" else ())}
+        for choice in value.split(","):
+            if choice not in accepted:
+                extra = ", or any torchvision classification model name" if group == "model" else ""
+                return f"unknown {group} '{choice}': choose {', '.join(options)}{extra}"
+    return None
+
+
+def fail(message: str) -> NoReturn:
+    """Ends a command with a user error: one line on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def in_multirun() -> bool:
+    """True inside a job of `-m`, where one job's error must not end the other jobs."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_failure(exc: Exception) -> None:
+    """Logs a job's error with its trace and leaves it, one line, in `<job dir>/results/`."""
+    log.error("job failed; the sweep continues", exc_info=exc)
+    results = Path(HydraConfig.get().runtime.output_dir) / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    while exc.__cause__ is not None:  # the original error, not Hydra's instantiation wrapper
+        exc = exc.__cause__
+    message = " ".join(str(exc).split()) or "(no message)"
+    (results / FAILED_FILE).write_text(f"{type(exc).__name__}: {message}\n")
+
+
+def run_sweep_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Runs one job of a multirun, recording an error instead of raising it.
+
+    Hydra's basic launcher would stop the sweep at the first error, and a user error's
+    `sys.exit(2)` would end the process. Returns what the sweeper needs: for a search
+    (`optimized_metric` set: one name, or a list for a multi-objective search), the named values
+    of the task's result; else the result itself. A failed job returns None, which the Optuna
+    sweeper marks as a failed trial.
+    """
+    try:
+        result = task(cfg)
+    except Exception as exc:
+        record_failure(exc)
+        return None
+    metric = cfg.get("optimized_metric")
+    if not metric:
+        return result
+    names = [metric] if isinstance(metric, str) else list(metric)
+    missing = [name for name in names if name not in result]
+    if missing:
+        raise ConfigError(f"optimized_metric {missing[0]} is not a result: one of {list(result)}")
+    values = [float(result[name]) for name in names]
+    return values[0] if isinstance(metric, str) else values
+
+
+def parse_key_values(argv: Sequence[str], defaults: Mapping[str, Any], example: str) -> dict:
+    """The `key=value` arguments of a command that is not a Hydra app, over `defaults`.
+
+    Values are parsed as in Hydra overrides (numbers as numbers); dotted keys nest. A key that is
+    not in `defaults` (at any depth), an argument without `=`, or a value that does not parse is a
+    ConfigError naming the argument, the valid keys and `example`.
+    """
+    keys = ", ".join(_dotted_keys(defaults))
+    for arg in argv:
+        if "=" not in arg or arg.startswith("="):
+            raise ConfigError(f"expected key=value, got {arg!r}; keys: {keys}; e.g. {example}")
+    try:
+        given = OmegaConf.to_container(OmegaConf.from_dotlist(list(argv)))
+    except Exception as err:  # omegaconf/yaml raise several unrelated types for bad syntax
+        summary = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"could not parse the arguments ({summary}); use key=value") from err
+    unknown = sorted(set(_dotted_keys(given)) - set(_dotted_keys(defaults)))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r}; keys: {keys}")
+    return OmegaConf.to_container(OmegaConf.merge(defaults, given))
+
+
+def _dotted_keys(node: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in node.items():
+        if isinstance(value, Mapping):
+            keys.extend(_dotted_keys(value, f"{prefix}{key}."))
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def run_command(main: Callable[[], int]) -> int:
+    """Runs a non-Hydra command: a ConfigError ends it as `fail` does (one line, exit status 2)."""
+    try:
+        return main()
+    except ConfigError as err:
+        fail(str(err))
+
+
+def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """Wraps a task as a Hydra app whose user errors end in one line and exit code 2."""
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        @functools.wraps(task)
+        def guarded(cfg: DictConfig) -> Any:
+            if in_multirun():  # one job's error is recorded and must not end the sweep
+                return run_sweep_job(task, cfg)
+            try:
+                return task(cfg)
+            except (ConfigError, InstantiationException) as exc:
+                error = _user_error(exc)
+                if error is None:
+                    raise
+                fail(str(error))
+
+        register_resolvers()
+        from fer_lightning.models import register_model_configs
+
+        register_model_configs()
+        app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(
+            guarded
+        )
+
+        @functools.wraps(app)
+        def checked() -> Any:
+            problem = unknown_choice(sys.argv[1:])
+            if problem:
+                fail(problem)
+            return app()
+
+        return checked
+
+    return decorate
+
+
+def instantiate_dict(node: DictConfig | None) -> list[Any]:
+    """Instantiates every entry with a `_target_` (callbacks, loggers); other keys are settings."""
+    if not node:
+        return []
+    return [
+        hydra.utils.instantiate(value)
+        for value in node.values()
+        if isinstance(value, DictConfig) and "_target_" in value
+    ]
