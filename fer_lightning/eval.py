@@ -16,7 +16,7 @@ from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
 from fer_lightning.history import checkpoint_history
 from fer_lightning.module import MultiTaskModule
-from fer_lightning.reports import device_description, experiment_row, write_reports
+from fer_lightning.reports.results import device_description, experiment_row, write_reports
 
 log = logging.getLogger("fer_lightning.eval")
 

@@ -17,7 +17,7 @@ from fer_lightning.checkpoint import CHECKPOINT_DIR, resume_checkpoint, start_ov
 from fer_lightning.cli import entry_point, in_multirun, instantiate_dict
 from fer_lightning.history import recorded_history
 from fer_lightning.module import MultiTaskModule
-from fer_lightning.reports import device_description, experiment_row, write_reports
+from fer_lightning.reports.results import device_description, experiment_row, write_reports
 from fer_lightning.resume import csv_logs, set_aside_logs
 
 log = logging.getLogger("fer_lightning.train")

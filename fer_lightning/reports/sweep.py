@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.cli import FAILED_FILE
 
-log = logging.getLogger("fer_lightning.sweep")
+log = logging.getLogger(__name__)
 
 SUMMARY_CSV = "sweep_summary.csv"
 SUMMARY_PLOT = "sweep_summary.png"

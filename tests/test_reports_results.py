@@ -28,7 +28,7 @@ from sklearn.metrics import (
 from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.data.affectnet import EXPRESSION_NAMES
 from fer_lightning.history import MetricHistory, checkpoint_history
-from fer_lightning.reports import write_reports
+from fer_lightning.reports.results import write_reports
 from fer_lightning.train import train
 from tests.conftest import DESIGN_METRICS, tiny_overrides
 
@@ -72,7 +72,7 @@ EXPERIMENT_COLUMNS = {
 
 
 def recompute(frame: pd.DataFrame) -> dict[str, float]:
-    """The suite from predictions.csv with the reference libraries (DESIGN.md section 4)."""
+    """The suite from predictions.csv with the reference libraries (docs/metrics.md)."""
     y, p = frame["true_expression"].to_numpy(), frame["pred_expression"].to_numpy()
     probs = frame[[f"prob_{k}" for k in range(8)]].to_numpy()
     present = [k for k in range(8) if (y == k).any()]

@@ -10,15 +10,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from fer_lightning.errors import ConfigError
-from fer_lightning.sweep import (
-    FAILED_FILE,
-    SUMMARY_CSV,
-    SUMMARY_PLOT,
-    run_sweep_job,
-    swept_keys,
-    write_summary,
-)
+from fer_lightning.cli import FAILED_FILE
+from fer_lightning.reports.sweep import SUMMARY_CSV, SUMMARY_PLOT, swept_keys, write_summary
 
 pytest_plugins = ["tests.sweep_fixtures"]
 
@@ -70,20 +63,6 @@ def test_a_sweep_without_metrics_gets_a_table_and_no_plot(tmp_path):
     assert summary["job"].tolist() == [0, 1]
     assert summary["detector.scale"].tolist() == ["1.0", "1.1"]
     assert (tmp_path / SUMMARY_CSV).is_file() and not (tmp_path / SUMMARY_PLOT).exists()
-
-
-def test_a_search_gets_the_optimized_metrics_of_a_job():
-    def task(cfg):
-        return {"acc": 0.5, "valence_ccc": 0.25}
-
-    def search(metric):
-        return OmegaConf.create({"optimized_metric": metric})
-
-    assert run_sweep_job(task, search("acc")) == 0.5
-    assert run_sweep_job(task, search(["acc", "valence_ccc"])) == [0.5, 0.25]
-    assert run_sweep_job(task, OmegaConf.create({})) == task(None)
-    with pytest.raises(ConfigError, match="arousal_ccc"):
-        run_sweep_job(task, search("arousal_ccc"))
 
 
 def test_the_loss_ratio_search_composes(compose_config):

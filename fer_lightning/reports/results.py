@@ -6,7 +6,7 @@
     evaluation_metrics.csv     the same suite as `metric,value` rows (metric named as in the JSON)
     classification_report.csv  sklearn's layout: per class, accuracy, macro avg, weighted avg
     experiment.csv             one row: model, hyperparameters, split sizes, epochs, time, device
-    predictions.csv            one row per sample (DESIGN.md section 4)
+    predictions.csv            one row per sample (columns in docs/run-directory.md)
     confusion_matrix.png       counts and row-normalised rates
     accuracy_curve.png         training and validation accuracy per epoch } only with an
     loss_curve.png             training and validation loss per epoch     } epoch history
@@ -28,11 +28,11 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from fer_lightning import figures
 from fer_lightning.history import best_epoch
 from fer_lightning.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS, per_class_report
+from fer_lightning.reports import figures
 
-# The metric suite in DESIGN.md's order (the module also reports per-class scores, which the
+# The metric suite in docs/metrics.md's order (the module also reports per-class scores, which the
 # classification report holds).
 SUITE = (
     *CLASSIFICATION_KEYS,
@@ -44,14 +44,14 @@ REPORT_FLOAT_FORMAT = "%.6g"
 
 
 def write_metrics_json(metrics: Mapping[str, float], path: Path, prefix: str = "test") -> None:
-    """One flat JSON object, keys `<prefix>/<name>` (DESIGN.md section 4)."""
+    """One flat JSON object, keys `<prefix>/<name>` (docs/run-directory.md)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = {f"{prefix}/{k}": float(v) for k, v in metrics.items()}
     path.write_text(json.dumps(flat, indent=2, sort_keys=True) + "\n")
 
 
 def predictions_frame(outputs: Mapping[str, np.ndarray], paths: Sequence[str]) -> pd.DataFrame:
-    """One row per sample, in dataset order, with DESIGN.md's columns."""
+    """One row per sample, in dataset order, with the columns of docs/run-directory.md."""
     order = np.argsort(outputs["index"], kind="stable")
     probs = outputs["probs"][order]
     frame = pd.DataFrame(
@@ -86,7 +86,7 @@ def classification_report_frame(frame: pd.DataFrame, class_names: Sequence[str])
 
 
 def evaluation_metrics_frame(metrics: Mapping[str, float], prefix: str = "test") -> pd.DataFrame:
-    """The metric suite as `metric,value` rows, in DESIGN.md's order."""
+    """The metric suite as `metric,value` rows, in docs/metrics.md's order."""
     return pd.DataFrame(
         {"metric": [f"{prefix}/{name}" for name in SUITE], "value": [metrics[n] for n in SUITE]}
     )
