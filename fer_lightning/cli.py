@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -45,6 +44,8 @@ def run_name(override_dirname: str) -> str:
 
 def gpu_precision() -> str:
     """bf16 where the GPU computes it natively (no loss scaling), fp16 with a scaler otherwise."""
+    import torch  # here: the plain commands (data.synthetic, data.check) start without torch
+
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
         return "bf16-mixed"
     return "16-mixed"
