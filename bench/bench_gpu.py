@@ -38,8 +38,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.cli import register_resolvers
-from fer_lightning.data.affectnet import SUBSETS
-from fer_lightning.data.synthetic import ensure_synthetic
+from fer_lightning.data.synthetic.writer import ensure_synthetic
+from fer_lightning.labels import SUBSETS
 from fer_lightning.models import register_model_configs
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.paths import CONFIG_DIR

@@ -59,10 +59,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from fer_lightning.data.affectnet import Index, decode_rgb, load_index, save_index
-from fer_lightning.data.datamodule import LOADERS, AffectNetDataModule, AffectNetDataset
+from fer_lightning.data.datamodule import AffectNetDataModule
+from fer_lightning.data.dataset import AffectNetDataset
+from fer_lightning.data.decode import decode_rgb
+from fer_lightning.data.index import Index, load_index, save_index
+from fer_lightning.data.loaders import LOADERS
 from fer_lightning.data.split import load_or_make_split
-from fer_lightning.data.synthetic import AFFECTNET_TRAIN_COUNTS, ensure_synthetic
+from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -70,6 +73,7 @@ from fer_lightning.data.transforms import (
     build_augment,
     build_inplace,
 )
+from fer_lightning.labels import AFFECTNET_TRAIN_COUNTS
 
 # (c) uses the configured default augmentation and loader backend.
 CONFIG = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "data" / "affectnet.yaml")

@@ -7,12 +7,12 @@ import logging
 from omegaconf import DictConfig
 
 from fer_lightning.cli import entry_point
-from fer_lightning.data.affectnet import EXPRESSION_NAMES
 from fer_lightning.inference.annotate import Annotator
 from fer_lightning.inference.faces import FaceDetector
 from fer_lightning.inference.pipeline import Summary, run_prediction
 from fer_lightning.inference.predictor import Predictor
 from fer_lightning.inference.sources import input_files
+from fer_lightning.labels import EXPRESSION_NAMES
 
 log = logging.getLogger("fer_lightning.predict")
 

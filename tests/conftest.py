@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from fer_lightning.cli import register_resolvers
-from fer_lightning.data.synthetic import ensure_synthetic
+from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.models import register_model_configs
 from fer_lightning.paths import CONFIG_DIR
 

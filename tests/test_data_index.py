@@ -10,8 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from fer_lightning.data import affectnet
-from fer_lightning.data.check import main as check_main
+from fer_lightning.data import index as index_module
 from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.errors import ConfigError
 from tests.data_fixtures import make_dataset, plant_faults, write_annotations, write_image
@@ -40,7 +39,7 @@ def test_planted_faults_are_counted_and_excluded(faulty, caplog):
     # One counted line per kind, not one per file, and only once although indexing ran twice.
     assert len([r for r in caplog.records if "[va_out_of_range]" in r.message]) == 1
 
-    index, _ = affectnet.load_or_build_index(root, root / ".fer_cache", quiet=True)
+    index, _ = index_module.load_or_build_index(root, root / ".fer_cache", quiet=True)
     kept = set(index.keys(np.arange(len(index))))
     expected = {f"train_set/{i}" for i in range(48)} | {f"val_set/{i}" for i in range(48, 64)}
     assert kept == expected | {"train_set/f_gray"}  # grayscale is reported but usable
@@ -51,32 +50,11 @@ def test_planted_faults_are_counted_and_excluded(faulty, caplog):
     assert sum(dm.split_sizes.values()) == len(kept)
 
 
-def test_check_cli_prints_and_writes_the_report(faulty, tmp_path, capsys):
-    root, _ = faulty
-    out = tmp_path / "reports" / "check.json"
-    assert check_main([f"data.root={root}", f"report={out}", "data.check_workers=1"]) == 0
-    printed = capsys.readouterr().out
-    assert "truncated_image" in printed and "excluded" in printed
-    assert json.loads(out.read_text())["counts"]["truncated_image"] == 1
-
-
-def test_check_cli_full_check_runs_in_a_process_pool(tmp_path, monkeypatch, capsys):
-    root = make_dataset(tmp_path / "ds", train=24, val=8)
-    monkeypatch.setattr(affectnet, "_POOL_MIN_SAMPLES", 1)
-    assert check_main([f"data.root={root}", f"report={tmp_path / 'r.json'}"]) == 0
-    assert json.loads((tmp_path / "r.json").read_text())["usable"] == {
-        "train_set": 24,
-        "val_set": 8,
-    }
-
-
-def test_missing_dataset_is_a_config_error_naming_the_path(tmp_path, capsys):
+def test_missing_dataset_is_a_config_error_naming_the_path(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(ConfigError, match=f"dataset not found at {missing}.*data=synthetic"):
         datamodule(missing).prepare_data()
     assert not missing.exists()
-    assert check_main([f"data.root={missing}"]) == 2
-    assert str(missing) in capsys.readouterr().err
 
 
 def test_no_usable_sample_is_a_config_error(tmp_path):
@@ -90,23 +68,23 @@ def test_no_usable_sample_is_a_config_error(tmp_path):
 def test_index_is_reused_and_rebuilt_when_files_change(tmp_path, monkeypatch):
     root = make_dataset(tmp_path / "ds", train=16, val=8, as_string=False)
     cache = tmp_path / "cache"
-    first, _ = affectnet.load_or_build_index(root, cache)
+    first, _ = index_module.load_or_build_index(root, cache)
     builds = []
-    real_build = affectnet.build_index
+    real_build = index_module.build_index
     monkeypatch.setattr(
-        affectnet, "build_index", lambda *a, **k: builds.append(1) or real_build(*a, **k)
+        index_module, "build_index", lambda *a, **k: builds.append(1) or real_build(*a, **k)
     )
-    again, _ = affectnet.load_or_build_index(root, cache)
+    again, _ = index_module.load_or_build_index(root, cache)
     assert builds == [] and again.digest == first.digest
     assert np.array_equal(again.valence, first.valence)
 
     time.sleep(0.01)  # a new directory mtime even on coarse clocks
     write_image(root / "train_set" / "images" / "new.jpg", np.random.default_rng(5))
     write_annotations(root / "train_set" / "annotations", "new", 3, 0.1, 0.2, as_string=True)
-    changed, _ = affectnet.load_or_build_index(root, cache)
+    changed, _ = index_module.load_or_build_index(root, cache)
     assert builds == [1] and len(changed) == len(first) + 1
 
-    affectnet.load_or_build_index(root, cache, rebuild=True)
+    index_module.load_or_build_index(root, cache, rebuild=True)
     assert builds == [1, 1]
 
 
@@ -134,8 +112,8 @@ def torch_equal(a, b) -> bool:
 def test_a_read_only_dataset_keeps_its_cache_in_the_user_cache(tmp_path, monkeypatch):
     root = tmp_path / "ds"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user"))
-    real_writable = affectnet._writable
-    monkeypatch.setattr(affectnet, "_writable", lambda d: d.parent != root and real_writable(d))
-    cache = affectnet.cache_dir_for(root)
+    real_writable = index_module._writable
+    monkeypatch.setattr(index_module, "_writable", lambda d: d.parent != root and real_writable(d))
+    cache = index_module.cache_dir_for(root)
     assert cache.parent == tmp_path / "user" / "fer_lightning"
-    assert affectnet.cache_dir_for(root, tmp_path / "mine") == tmp_path / "mine"
+    assert index_module.cache_dir_for(root, tmp_path / "mine") == tmp_path / "mine"

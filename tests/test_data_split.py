@@ -24,7 +24,7 @@ ORIGINAL_WEIGHTS = [0.480225, 0.267503, 1.41232, 2.55191, 5.63756, 9.45474, 1.44
 SPLIT_SCRIPT = """
 import json, sys
 from pathlib import Path
-from fer_lightning.data.affectnet import load_or_build_index
+from fer_lightning.data.index import load_or_build_index
 from fer_lightning.data.split import load_or_make_split
 root, cache = Path(sys.argv[1]), Path(sys.argv[2])
 index, _ = load_or_build_index(root, cache, quiet=True)
@@ -85,7 +85,7 @@ def test_protocols_are_disjoint_stratified_and_use_val_set_as_documented(
 
 
 def test_seven_classes_drop_contempt_everywhere(dataset, tmp_path):
-    dm = prepared(dataset, tmp_path, classes=7, num_classes=7)
+    dm = prepared(dataset, tmp_path, classes=7)
     for part in ("train", "val", "test"):
         assert dm.datasets[part].expression.max() == 6
     assert dm.num_classes == 7 and dm.class_names[-1] == "Anger"

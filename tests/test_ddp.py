@@ -20,7 +20,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from fer_lightning.data.synthetic import ensure_synthetic
+from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.eval import evaluate
 from fer_lightning.module import gather_outputs
 from fer_lightning.paths import CONFIG_DIR

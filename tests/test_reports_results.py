@@ -26,8 +26,8 @@ from sklearn.metrics import (
 )
 
 from fer_lightning.checkpoint import load_checkpoint
-from fer_lightning.data.affectnet import EXPRESSION_NAMES
 from fer_lightning.history import MetricHistory, checkpoint_history
+from fer_lightning.labels import EXPRESSION_NAMES
 from fer_lightning.reports.results import write_reports
 from fer_lightning.train import train
 from tests.conftest import DESIGN_METRICS, tiny_overrides

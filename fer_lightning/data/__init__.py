@@ -1,5 +1,14 @@
-"""The data layer: AffectNet's format, checks and index (affectnet), splits, sampler, transforms,
-the LightningDataModule (datamodule), the synthetic stand-in and the check CLI.
+"""The data layer, from files on disk to batches (see docs/data.md):
 
-Nothing is imported here, so ``python -m fer_lightning.data.synthetic`` starts without torch.
+``formats/``      one reader per on-disk layout, all yielding the same per-sample records
+``decode``        which files are images, checking one, decoding one to RGB
+``index``         every sample checked once, the usable ones indexed and cached, the check report
+``split``         seeded, stratified, leak-checked train/val/test splits, written once
+``sampler``       the epoch order: seeded, sharded across ranks, resumable
+``transforms``    augmentation keyed by (seed, epoch, index), and normalisation
+``dataset``       one split as a torch Dataset, and collate
+``loaders``       the ``threads`` and ``processes`` loader backends (``buffers``: reused arrays)
+``datamodule``    the LightningDataModule that puts these together (``locks``: one preparer)
+``synthetic/``    drawn faces in AffectNet's layout, for tests and first runs
+``check``         ``python -m fer_lightning.data.check``: what is wrong with a dataset
 """

@@ -16,23 +16,23 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from fer_lightning.data.affectnet import (
-    EXCLUDED,
-    EXPRESSION_NAMES,
+from fer_lightning.cli import parse_key_values, run_command
+from fer_lightning.data.formats import DEFAULT_LAYOUT, reader
+from fer_lightning.data.index import (
     KEPT,
     REPORT_FILE,
-    SUBSETS,
     CheckReport,
     cache_dir_for,
     load_or_build_index,
-    require_layout,
 )
-from fer_lightning.errors import ConfigError
+from fer_lightning.files import write_text_atomic
+from fer_lightning.labels import EXPRESSION_NAMES, SUBSETS
 
-DEFAULTS = {"data": {"root": "Dataset/", "cache_dir": None, "check_workers": None}}
 DEFAULT_REPORT = "data_check.json"
+DEFAULTS = {
+    "data": {"root": "Dataset/", "cache_dir": None, "check_workers": None},
+    "report": DEFAULT_REPORT,
+}
 
 
 def format_report(report: CheckReport) -> str:
@@ -52,53 +52,32 @@ def format_report(report: CheckReport) -> str:
         row(axis, ["{:+.2f}..{:+.2f}".format(*r) if r else "-" for r in ranges])
     lines += ["", "problem kind            count  action    meaning"]
     for kind, ids in report.problems.items():
-        action = "excluded" if kind in EXCLUDED else "kept"
-        lines.append(f"{kind:<22}{len(ids):>7}  {action:<9} {({**EXCLUDED, **KEPT})[kind]}")
+        action = "kept" if kind in KEPT else "excluded"
+        lines.append(f"{kind:<22}{len(ids):>7}  {action:<9} {report.descriptions[kind]}")
     if not report.problems:
         lines.append("(none)")
     return "\n".join(lines)
 
 
-def _parse(argv: Sequence[str]) -> tuple[Path, Path, str | None, int | None]:
-    for arg in argv:
-        if "=" not in arg:
-            raise ConfigError(f"expected key=value, got {arg!r}; e.g. data.root=Dataset/")
-    cfg = OmegaConf.merge(
-        {**DEFAULTS, "report": DEFAULT_REPORT}, OmegaConf.from_dotlist(list(argv))
-    )
-    unknown = (set(cfg) - {"data", "report"}) | {
-        f"data.{key}" for key in set(cfg.data) - set(DEFAULTS["data"])
-    }
-    if unknown:
-        raise ConfigError(
-            f"unknown key {sorted(unknown)[0]!r}; keys: data.root, data.cache_dir, "
-            "data.check_workers, report"
-        )
-    data = cfg.data
-    return Path(str(data.root)), Path(str(cfg.report)), data.cache_dir, data.check_workers
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    """Checks the dataset; a ConfigError is the user's to fix (see `run_command`)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = sys.argv[1:] if argv is None else argv
+    cfg = parse_key_values(args, DEFAULTS, "data.root=Dataset/")
+    root, report_path = Path(str(cfg["data"]["root"])), Path(str(cfg["report"]))
+    reader(DEFAULT_LAYOUT).require(root)
+    start = time.perf_counter()
+    cache = cache_dir_for(root, cfg["data"]["cache_dir"])
     try:
-        root, report_path, cache_dir, workers = _parse(sys.argv[1:] if argv is None else argv)
-        require_layout(root)
-        start = time.perf_counter()
-        cache = cache_dir_for(root, cache_dir)
-        try:
-            _, report = load_or_build_index(root, cache, True, workers, quiet=True)
-        finally:
-            report_path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = cache / REPORT_FILE
-            if fresh.is_file():
-                report_path.write_bytes(fresh.read_bytes())
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        _, report = load_or_build_index(root, cache, True, cfg["data"]["check_workers"], quiet=True)
+    finally:
+        fresh = cache / REPORT_FILE
+        if fresh.is_file():
+            write_text_atomic(report_path, fresh.read_text())
     print(format_report(report))
     print(f"\nchecked in {time.perf_counter() - start:.1f}s; report with ids: {report_path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

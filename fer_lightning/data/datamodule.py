@@ -3,14 +3,14 @@
 Batches are dicts::
 
     image       uint8 [N, 3, H, W] RGB in the loader, channels-last (the threads loader decodes
-                each sample straight into its slot of an NHWC batch; see collate); float32
-                ImageNet-normalised after on_after_batch_transfer (which runs on the batch's
-                device, so on the GPU)
+                each sample straight into its slot of an NHWC batch; see dataset.collate);
+                float32 ImageNet-normalised after on_after_batch_transfer (which runs on the
+                batch's device, so on the GPU)
     expression  int64 [N], AffectNet codes 0-7 (0-6 with data.classes=7)
     va          float32 [N, 2], valence and arousal in [-1, 1]
     index       int64 [N], the sample's position in its split (see sample_paths)
 
-Landmarks are not returned: a horizontal flip would have to mirror them too, and nothing uses them.
+See docs/data.md.
 """
 
 from __future__ import annotations
@@ -26,23 +26,16 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader
 
-from fer_lightning.data.affectnet import (
-    EXPRESSION_NAMES,
-    SUBSETS,
-    Index,
-    cache_dir_for,
-    decode_rgb,
-    load_or_build_index,
-    require_layout,
-)
+from fer_lightning.data.dataset import AffectNetDataset, collate
+from fer_lightning.data.formats import DEFAULT_LAYOUT, reader
+from fer_lightning.data.index import Index, cache_dir_for, load_or_build_index
+from fer_lightning.data.loaders import LOADERS
 from fer_lightning.data.locks import dataset_lock
-from fer_lightning.data.resumable import ResumableLoader
 from fer_lightning.data.sampler import EpochSampler, rank_and_world
 from fer_lightning.data.split import PARTS, PROTOCOLS, load_or_make_split
-from fer_lightning.data.synthetic import ensure_synthetic
-from fer_lightning.data.threaded import ThreadedLoader
+from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.data.transforms import (
     SeededAugment,
     build_augment,
@@ -50,12 +43,11 @@ from fer_lightning.data.transforms import (
     normalize,
 )
 from fer_lightning.errors import ConfigError
+from fer_lightning.labels import EXPRESSION_NAMES
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("shuffle", "balanced")
-# data.loader: where samples are decoded (see fer_lightning/data/threaded.py and bench/README.md).
-LOADERS = {"threads": ThreadedLoader, "processes": ResumableLoader}
 
 
 def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -65,80 +57,6 @@ def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     present = counts > 0
     weights[present] = counts.sum() / (len(counts) * counts[present])
     return weights
-
-
-class AffectNetDataset(Dataset):
-    """Decodes, resizes and augments one split's samples; items are ``(index, epoch)`` pairs.
-
-    A plain ``index`` means epoch 0. An image that no longer decodes (changed since indexing) is
-    replaced by the next sample that does, with a counted warning, so a run never dies on it.
-    """
-
-    def __init__(
-        self,
-        index: Index,
-        rows: np.ndarray,
-        image_size: int,
-        augment: SeededAugment | None = None,
-    ) -> None:
-        self.image_dirs = [os.path.join(index.root, s, "images", "") for s in SUBSETS]
-        self.subset = index.subset[rows]
-        self.files = index.files[rows]
-        self.side = index.side[rows]
-        self.expression = index.expression[rows].astype(np.int64)
-        self.va = np.stack([index.valence[rows], index.arousal[rows]], axis=1)
-        self.image_size = image_size
-        self.augment = augment
-        self.substitutions = 0  # per process
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def path(self, i: int) -> str:
-        return self.image_dirs[self.subset[i]] + self.files[i]
-
-    def _decode(self, i: int, out: np.ndarray | None) -> tuple[int, np.ndarray]:
-        for attempt in range(len(self)):
-            j = (i + attempt) % len(self)
-            image = decode_rgb(self.path(j), self.image_size, int(self.side[j]), out=out)
-            if image is not None:
-                return j, image
-            self.substitutions += 1
-            log.warning(
-                "%s no longer decodes; using the next sample instead (%d so far in this process; "
-                "run python -m fer_lightning.data.check)",
-                self.path(j),
-                self.substitutions,
-            )
-        raise RuntimeError(f"no image of this split decodes any more (first: {self.path(i)})")
-
-    def load(self, i: int, epoch: int = 0, out: np.ndarray | None = None) -> tuple[int, np.ndarray]:
-        """(index used, uint8 HWC RGB image decoded and augmented, in ``out`` when given): the
-        per-sample work of both loader backends. The index differs from ``i`` when the sample had
-        to be substituted."""
-        i, image = self._decode(i, out)
-        if self.augment is not None:
-            self.augment(image, epoch, i)
-        return i, image
-
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
-        i, image = self.load(*item) if isinstance(item, tuple) else self.load(item)
-        return {
-            "image": torch.from_numpy(image).permute(2, 0, 1),
-            "expression": int(self.expression[i]),
-            "va": torch.from_numpy(self.va[i]),
-            "index": i,
-        }
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """``default_collate``, with the images stacked NHWC: channels-last batches, as the threads
-    loader makes them, and one plain copy per sample (a sample's image is a CHW view of an HWC
-    array) instead of a transposing one. In a worker process the stack goes straight into shared
-    memory, as default_collate's does."""
-    images = default_collate([sample["image"].permute(1, 2, 0) for sample in samples])
-    rest = default_collate([{k: v for k, v in s.items() if k != "image"} for s in samples])
-    return {"image": images.permute(0, 3, 1, 2), **rest}
 
 
 class AffectNetDataModule(pl.LightningDataModule):
@@ -155,7 +73,6 @@ class AffectNetDataModule(pl.LightningDataModule):
         num_workers: int = 2,
         loader: str = "threads",
         classes: int = 8,
-        num_classes: int | None = None,
         protocol: str = "holdout",
         test_fraction: float = 0.2,
         val_fraction: float = 0.05,
@@ -209,7 +126,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         return {part: len(ds) for part, ds in self._require_setup().items()}
 
     def _index_and_split(self, rebuild: bool) -> tuple[Index, dict[str, np.ndarray]]:
-        require_layout(self.root)  # before cache_dir_for, which would create root/.fer_cache
+        reader(DEFAULT_LAYOUT).require(self.root)  # before cache_dir_for creates root/.fer_cache
         cache = cache_dir_for(self.root, self.cache_dir)
         # Dataset problems are logged once per run: by the process that prepares the data, or
         # by rank 0 when nothing prepared it in this process.
@@ -329,11 +246,6 @@ def _validate(args: dict[str, Any]) -> None:
 
     if args["classes"] not in (7, 8):
         fail(f"data.classes must be 8 or 7 (7 drops Contempt), got {args['classes']}")
-    if args["num_classes"] is not None and args["num_classes"] != args["classes"]:
-        fail(
-            f"data.num_classes={args['num_classes']} differs from data.classes={args['classes']}: "
-            "set data.classes (num_classes follows it)"
-        )
     if args["protocol"] not in PROTOCOLS:
         fail(f"data.protocol must be one of {', '.join(PROTOCOLS)}, got {args['protocol']!r}")
     if args["sampler"] not in SAMPLERS:

@@ -58,7 +58,6 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.labels = labels
         self.epoch = 0
         self._skip = 0  # samples of this epoch to skip on the next iteration (resuming)
-        self._yielded = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at the start of every epoch."""
@@ -99,22 +98,12 @@ class EpochSampler(Sampler[tuple[int, int]]):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         share = self._shard(self.epoch_order())
         start, self._skip = self._skip, 0
-        self._yielded = start
         for index in share[start:]:
-            self._yielded += 1
             yield int(index), self.epoch
 
-    def state_dict(self) -> dict[str, Any]:
-        """The epoch and how many of this rank's samples of it were yielded so far.
-
-        The DataLoader draws from the sampler ahead of training (``num_workers x
-        prefetch_factor`` batches), so ``yielded`` can run ahead of what was trained on. To resume
-        exactly, pass ``{"epoch": e, "yielded": batches_trained * batch_size}`` to
-        ``load_state_dict`` instead of this value.
-        """
-        return {"epoch": self.epoch, "yielded": self._yielded}
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume: the next iteration continues epoch ``state['epoch']`` after ``yielded``."""
+        """Resume: the next iteration continues epoch ``state['epoch']`` after ``yielded`` of this
+        rank's samples (the loader passes the samples of the batches trained, see
+        fer_lightning/data/loaders.py)."""
         self.epoch = int(state["epoch"])
         self._skip = int(state["yielded"])

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.data.affectnet import SUBSETS, Index
+from fer_lightning.data.index import Index
+from fer_lightning.files import write_text_atomic
+from fer_lightning.labels import TRAIN_SET, VAL_SET
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ def make_split(
 ) -> dict[str, np.ndarray]:
     """Index rows per part; ``fraction`` is the test (holdout) or val (official) fraction."""
     kept = index.expression < classes
-    pool = np.flatnonzero(kept & (index.subset == SUBSETS.index("train_set")))
-    other = np.flatnonzero(kept & (index.subset == SUBSETS.index("val_set")))
+    pool = np.flatnonzero(kept & (index.subset == TRAIN_SET))
+    other = np.flatnonzero(kept & (index.subset == VAL_SET))
     held = stratified_holdout(index.expression[pool], fraction, seed)
     if protocol == "holdout":
         return {"train": pool[~held], "val": other, "test": pool[held]}
@@ -110,7 +111,5 @@ def load_or_make_split(
         "sizes": {part: len(rows[part]) for part in PARTS},
         **keys,
     }
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(content) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(content) + "\n")
     return rows

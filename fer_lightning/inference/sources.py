@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_lightning.data.decode import IMAGE_SUFFIXES
 from fer_lightning.errors import ConfigError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 
 

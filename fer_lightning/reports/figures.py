@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 from sklearn.metrics import confusion_matrix
 
-from fer_lightning.data.affectnet import decode_rgb
+from fer_lightning.data.decode import decode_rgb
 from fer_lightning.history import best_epoch
 
 DPI = 120

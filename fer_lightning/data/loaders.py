@@ -1,20 +1,26 @@
-"""The ``threads`` loader backend: samples decoded by threads of the training process.
+"""The two loader backends of ``data.loader``: where samples are decoded and augmented.
 
-Why threads: on a VM where a page fault costs ~8 us per 4 KiB, moving every batch out of a worker
-process through a fresh shared-memory segment costs about three quarters of decoding it
-(bench/README.md). OpenCV's decode, resize, flip and arithmetic release the GIL, so threads decode
-in parallel, and each decodes its samples straight into their slots of the batch's buffer (pinned
-when CUDA is present), where the in-place flip and noise follow: no copy between processes, no
-collation copy, no copy at all. The buffer is NHWC, so the batch's image is channels-last, and
-buffers are reused once a batch is dropped (``BufferPool``). Pinned buffers (CUDA) come from
-torch's caching host allocator instead, which reuses them too, and only after the asynchronous
-copies from them to the GPU have finished.
+Both are the same resumable DataLoader, so sampler, batch sampler, ``drop_last``, ``len`` and the
+resume state are shared; each sample goes through the same ``AffectNetDataset.load`` (decode with
+bad-sample substitution, then augmentation keyed by (seed, epoch, index)); and ``num_workers x
+prefetch_factor`` batches are in flight, so the sampler runs exactly as far ahead of training with
+either. The batches are equal: same dict, dtypes, shapes, values and channels-last images.
 
-The semantics are the process backend's by construction: the loader is the same (Resumable)
-DataLoader, so sampler, batch sampler, ``drop_last``, ``len`` and the resume state are shared; each
-sample goes through the same ``AffectNetDataset.load`` (decode with bad-sample substitution, then
-augmentation keyed by (seed, epoch, index)); and ``num_workers x prefetch_factor`` batches are in
-flight, so the sampler runs exactly as far ahead of training as with worker processes.
+``processes`` (`ProcessLoader`): torch's worker processes. Resumable because Lightning 2.x
+restores the data order from a checkpoint only if the training DataLoader itself has
+``state_dict``/``load_state_dict`` (its ``_Stateful`` protocol): the fit loop stores that state in
+every checkpoint and, when it restarts mid-epoch, loads it before the first batch. Without it the
+resumed epoch would start over from its first sample (Lightning only warns). See docs/resuming.md.
+
+``threads`` (`ThreadLoader`): threads of the training process. On a VM where a page fault costs
+~8 us per 4 KiB, moving every batch out of a worker process through a fresh shared-memory segment
+costs about three quarters of decoding it (bench/README.md). OpenCV's decode, resize, flip and
+arithmetic release the GIL, so threads decode in parallel, and each decodes its samples straight
+into their slots of the batch's buffer (pinned when CUDA is present), where the in-place flip and
+noise follow: no copy between processes, no collation copy, no copy at all. The buffer is NHWC, so
+the batch's image is channels-last, and buffers are reused once a batch is dropped
+(``BufferPool``). Pinned buffers (CUDA) come from torch's caching host allocator instead, which
+reuses them too, and only after the asynchronous copies from them to the GPU have finished.
 """
 
 from __future__ import annotations
@@ -25,24 +31,68 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from fer_lightning.data.buffers import BufferPool
-from fer_lightning.data.resumable import ResumableLoader
-
-if TYPE_CHECKING:  # the datamodule imports this module to offer the backend
-    from fer_lightning.data.datamodule import AffectNetDataset
+from fer_lightning.data.dataset import AffectNetDataset
+from fer_lightning.data.sampler import EpochSampler
 
 
-class ThreadedLoader(ResumableLoader):
-    """A ResumableLoader whose ``num_workers`` workers are threads; 0 loads in the caller.
+class ProcessLoader(DataLoader):
+    """The ``processes`` backend: a torch DataLoader (its workers are processes) over an
+    ``EpochSampler``, whose state is the position of its consumer.
 
-    The batches equal the process backend's: same dict, dtypes, shapes, values and channels-last
-    images. With
-    ``persistent_workers`` the threads serve every pass until the loader is dropped (Lightning
+    The state counts the batches this loader has *returned* in the current epoch, not what the
+    sampler has yielded: workers draw ``num_workers x prefetch_factor`` batches ahead, so the
+    sampler runs ahead of training. Lightning (with a sized loader) fetches one batch per training
+    step, so at a checkpoint the count equals the batches trained. Resuming tells the sampler to
+    skip those samples, which are neither decoded nor augmented again.
+
+    Iteration starts at the first ``next()``, not at ``iter()``: when a run resumes, Lightning
+    calls ``iter()`` before it sets the sampler's epoch, and worker processes would at once fetch
+    indices of the wrong epoch. Starting lazily also keeps the skip of ``load_state_dict`` for the
+    pass it belongs to.
+    """
+
+    sampler: EpochSampler
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, EpochSampler):
+            raise TypeError(
+                f"{type(self).__name__} needs an EpochSampler, got {type(self.sampler)}"
+            )
+        self._returned = 0  # batches of the current epoch returned, including skipped ones
+        self._resume: dict[str, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        resume, self._resume = self._resume, None
+        # The sampler keeps a loaded skip only for the epoch it was saved in (see set_epoch).
+        same_epoch = resume is not None and resume["epoch"] == self.sampler.epoch
+        self._returned = resume["batches"] if same_epoch else 0
+        for batch in super().__iter__():
+            self._returned += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches": self._returned}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        assert self.batch_size is not None  # the datamodule always batches
+        self.sampler.load_state_dict({"epoch": epoch, "yielded": batches * self.batch_size})
+        self._resume = {"epoch": epoch, "batches": batches}
+
+
+class ThreadLoader(ProcessLoader):
+    """The ``threads`` backend: the ProcessLoader with ``num_workers`` threads as its workers; 0
+    loads in the caller.
+
+    With ``persistent_workers`` the threads serve every pass until the loader is dropped (Lightning
     drops its iterator at teardown); without, a pass's threads stop when it ends or its iterator
     is dropped (breaking out of a loop). Threads left at interpreter exit are stopped.
     """
@@ -52,13 +102,13 @@ class ThreadedLoader(ResumableLoader):
     def _get_iterator(self) -> Iterator[dict[str, torch.Tensor]]:
         if self.num_workers == 0:
             return super()._get_iterator()
-        return ThreadedIterator(self)
+        return ThreadIterator(self)
 
 
-class ThreadedIterator:
-    """Passes over a ThreadedLoader; it issues batches from the caller's thread, as DataLoader."""
+class ThreadIterator:
+    """Passes over a ThreadLoader; it issues batches from the caller's thread, as DataLoader."""
 
-    def __init__(self, loader: ThreadedLoader) -> None:
+    def __init__(self, loader: ThreadLoader) -> None:
         assert loader.prefetch_factor is not None  # DataLoader sets it when num_workers > 0
         self._dataset = loader.dataset
         self._depth = loader.num_workers * loader.prefetch_factor
@@ -84,7 +134,7 @@ class ThreadedIterator:
         self._stop = weakref.finalize(self, _stop, self._tasks, self._pending, threads)
         self._reset(loader)
 
-    def _reset(self, loader: ThreadedLoader) -> None:
+    def _reset(self, loader: ThreadLoader) -> None:
         """Start a pass; DataLoader calls this again for every pass with ``persistent_workers``."""
         if not self._stop.alive:
             raise RuntimeError("this loader's threads were closed: make a new loader")
@@ -93,7 +143,7 @@ class ThreadedIterator:
         self._batches = iter(loader.batch_sampler)
         self._issue()
 
-    def __iter__(self) -> ThreadedIterator:
+    def __iter__(self) -> ThreadIterator:
         return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
@@ -211,3 +261,7 @@ def _stop(
     for thread in threads:
         if thread is not threading.current_thread():
             thread.join()
+
+
+# data.loader's choices.
+LOADERS = {"threads": ThreadLoader, "processes": ProcessLoader}

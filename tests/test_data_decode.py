@@ -1,4 +1,4 @@
-"""Reading AffectNet's files: both .npy encodings, image inspection, RGB decoding."""
+"""Reading images: inspection names each fault, RGB decoding, decoding into a batch slot."""
 
 from __future__ import annotations
 
@@ -6,32 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_lightning.data.affectnet import _MARK, decode_rgb, inspect_image, read_scalar
-
-
-@pytest.mark.parametrize(
-    ("stored", "expected"),
-    [
-        (np.array("1"), 1.0),
-        (np.array("0.785714"), 0.785714),
-        (np.array("-2"), -2.0),
-        (np.array(1, dtype=np.int64), 1.0),
-        (np.array(0.785714, dtype=np.float64), 0.785714),
-        (np.array(-0.5, dtype=np.float32), -0.5),
-    ],
-)
-def test_read_scalar_reads_strings_and_numbers(tmp_path, stored, expected):
-    np.save(tmp_path / "x.npy", stored)
-    assert read_scalar(tmp_path / "x.npy") == pytest.approx(expected)
-
-
-def test_read_scalar_rejects_arrays_and_text(tmp_path):
-    np.save(tmp_path / "many.npy", np.zeros(3))
-    np.save(tmp_path / "word.npy", np.array("happy"))
-    with pytest.raises(ValueError):
-        read_scalar(tmp_path / "many.npy")
-    with pytest.raises(ValueError):
-        read_scalar(tmp_path / "word.npy")
+from fer_lightning.data.decode import _MARK, decode_rgb, inspect_image
 
 
 def test_inspect_image_names_each_fault(tmp_path):

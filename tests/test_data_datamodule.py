@@ -125,7 +125,7 @@ def test_data_configs_compose_and_instantiate(tmp_path, dataset):
             ],
         )
         real = compose("main", overrides=["data=affectnet", f"data.root={dataset}"])
-    assert cfg.data.num_classes == 7 and cfg.data.seed == 3
+    assert cfg.data.classes == 7 and cfg.data.seed == 3
     dm = instantiate(cfg.data)
     assert isinstance(dm, AffectNetDataModule) and dm.augment is None
     assert [type(t).__name__ for t in dm.augment_inplace] == [
@@ -137,7 +137,7 @@ def test_data_configs_compose_and_instantiate(tmp_path, dataset):
     assert (root / "synthetic.json").is_file()
     assert dm.class_weights().shape == (7,)
     assert next(iter(dm.train_dataloader()))["image"].shape[1:] == (3, 48, 48)
-    assert real.data.num_classes == 8 and real.data.image_size == 224
+    assert real.data.classes == 8 and real.data.image_size == 224
     assert instantiate(real.data).root == Path(str(dataset))
 
 
@@ -147,7 +147,6 @@ def test_bad_settings_are_one_line_config_errors(dataset):
     for bad in (
         {"protocol": "random"},
         {"classes": 6},
-        {"classes": 7, "num_classes": 8},
         {"sampler": "weighted"},
         {"test_fraction": 1.5},
     ):

@@ -9,8 +9,8 @@ import pytorch_lightning as pl
 import torch
 
 from fer_lightning.data.datamodule import AffectNetDataModule
+from fer_lightning.data.loaders import ThreadLoader
 from fer_lightning.data.sampler import EpochSampler
-from fer_lightning.data.threaded import ThreadedLoader
 from tests.data_fixtures import make_dataset, quiet_trainer
 
 # Both stages: an albumentations pipeline, then in-place transforms, on the sample's HWC slot.
@@ -61,7 +61,7 @@ def test_threads_deliver_the_process_backends_batches(dataset):
     threads = prepared(dataset, "threads", **AUGMENT)
     processes = prepared(dataset, "processes", **AUGMENT)
     train = threads.train_dataloader()
-    assert isinstance(train, ThreadedLoader) and len(train) == 5
+    assert isinstance(train, ThreadLoader) and len(train) == 5
     reference = processes.train_dataloader()
     for epoch in (0, 1):
         assert_same_batches(batches(train, epoch), batches(reference, epoch))
@@ -138,7 +138,7 @@ def test_lightning_sets_the_epoch_of_the_threads_loader(dataset, tmp_path):
         tmp_path, max_epochs=2, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0
     )
     trainer.fit(recorder, datamodule=dm)
-    assert isinstance(trainer.train_dataloader, ThreadedLoader)
+    assert isinstance(trainer.train_dataloader, ThreadLoader)
     assert loader_threads() == []  # Lightning's teardown dropped the persistent iterators
     train = dm.datasets["train"]
     for epoch in (0, 1):

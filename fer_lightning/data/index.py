@@ -1,0 +1,316 @@
+"""The index of a dataset: every sample checked once, the usable ones kept, cached beside it.
+
+Building the index reads every sample's labels and decodes every image once (in a process pool),
+so a bad sample is found before training, excluded, and counted in a report instead of crashing a
+worker hours into a run. Later runs load the index, a handful of numpy arrays, in well under a
+second. The layout on disk is read by a reader of fer_lightning/data/formats.
+
+When is the cached index stale? When the layout's fingerprint changed: for AffectNet's layout, the
+modification time and entry count of each of its four data directories. Adding, removing or
+renaming a file changes both, so the index is rebuilt. Overwriting a file in place under the same
+name changes neither, and this is not detected (detecting it would mean a ``stat`` of all ~1.15M
+files on every run): run ``python -m fer_lightning.data.check data.root=DIR`` or set
+``data.rebuild_index=true`` after doing that. An image that stops decoding anyway is replaced at
+load time (see fer_lightning/data/dataset.py). See docs/data.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_lightning.data.decode import IMAGE_PROBLEMS, inspect_image
+from fer_lightning.data.formats import DEFAULT_LAYOUT, LABEL_PROBLEMS, Reader, Sample, reader
+from fer_lightning.errors import ConfigError
+from fer_lightning.files import atomic_write, write_text_atomic
+from fer_lightning.labels import EXPRESSION_NAMES, SUBSETS
+from fer_lightning.paths import user_cache_dir
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 2  # 2: image files relative to the dataset root
+INDEX_FILE = "index.npz"
+REPORT_FILE = "check-report.json"
+
+# Worth knowing but harmless: the sample is decoded to 3-channel RGB and resized like any other.
+# Every other problem kind keeps the sample out of all splits.
+KEPT = {
+    "unexpected_mode": "not 3-channel (grayscale or alpha), kept as RGB",
+    "unexpected_size": "size differs from the most common one in its set, kept and resized",
+}
+# Below this many samples a process pool costs more than it saves.
+_POOL_MIN_SAMPLES = 512
+
+
+@dataclass
+class CheckReport:
+    """What indexing found: problem kinds with the affected samples, and what was kept.
+
+    Samples are named ``<subset>/<id>`` (``<subset>/<file name>`` for stray files).
+    """
+
+    root: str
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)  # of the kinds in problems
+    class_counts: dict[str, list[int]] = field(default_factory=dict)
+    va_ranges: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    usable: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "root": self.root,
+            "usable": self.usable,
+            "excluded": self.excluded,
+            "class_counts": {
+                subset: dict(zip(EXPRESSION_NAMES, counts, strict=True))
+                for subset, counts in self.class_counts.items()
+            },
+            "va_ranges": self.va_ranges,
+            "counts": {kind: len(ids) for kind, ids in self.problems.items()},
+            "descriptions": self.descriptions,
+            "ids": self.problems,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> CheckReport:
+        return cls(
+            root=data["root"],
+            problems=data["ids"],
+            descriptions=data["descriptions"],
+            class_counts={s: list(c.values()) for s, c in data["class_counts"].items()},
+            va_ranges=data["va_ranges"],
+            usable=data["usable"],
+            excluded=data["excluded"],
+        )
+
+    def warn(self, where: Path) -> None:
+        """One counted warning line per problem kind (never one per file)."""
+        for kind, ids in self.problems.items():
+            action = "kept" if kind in KEPT else "excluded"
+            log.warning(
+                "%d sample(s) %s: %s [%s] (ids in %s)",
+                len(ids),
+                action,
+                self.descriptions[kind],
+                kind,
+                where,
+            )
+
+
+@dataclass(frozen=True)
+class Index:
+    """Every usable sample of a dataset, one row each, sorted by (subset, id).
+
+    Columns are numpy arrays (no Python objects), so loading 287k rows takes milliseconds and
+    forked DataLoader workers share them without copy-on-access growth.
+    """
+
+    root: Path
+    subset: np.ndarray  # uint8, position in SUBSETS
+    ids: np.ndarray  # str
+    files: np.ndarray  # str, the image file relative to root
+    expression: np.ndarray  # int8, 0-7
+    valence: np.ndarray  # float32
+    arousal: np.ndarray  # float32
+    side: np.ndarray  # int32, the shorter side of the stored image, to pick a reduced decode
+    digest: str  # identifies the content, so splits written for other data are not reused
+
+    _COLUMNS = ("subset", "ids", "files", "expression", "valence", "arousal", "side")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def keys(self, rows: np.ndarray) -> list[str]:
+        """``<subset>/<id>`` per row: unique across the whole dataset."""
+        return [f"{SUBSETS[s]}/{i}" for s, i in zip(self.subset[rows], self.ids[rows], strict=True)]
+
+    def paths(self, rows: np.ndarray) -> list[str]:
+        """The image path per row."""
+        return [os.path.join(self.root, f) for f in self.files[rows]]
+
+
+def _digest(columns: dict[str, np.ndarray]) -> str:
+    sha = hashlib.sha1()
+    for name in ("subset", "ids", "expression", "valence", "arousal"):
+        sha.update(np.ascontiguousarray(columns[name]).tobytes())
+    return sha.hexdigest()[:16]
+
+
+def _check(source: Reader, root: Path, entry: Any) -> tuple[Sample, int, int, int]:
+    """(sample, height, width, channels) of one entry: its labels read, its image inspected."""
+    sample = source.read(root, entry)
+    if sample.image is None:
+        return sample, 0, 0, 0
+    kind, height, width, channels = inspect_image(root / sample.image)
+    if kind is not None:
+        sample = replace(sample, problems=(*sample.problems, kind))
+    return sample, height, width, channels
+
+
+def _run_checks(source: Reader, root: Path, entries: list, workers: int) -> list[tuple]:
+    if workers <= 1 or len(entries) < _POOL_MIN_SAMPLES:
+        return [_check(source, root, e) for e in entries]
+    n = len(entries)
+    with ProcessPoolExecutor(workers) as pool:
+        chunk = max(1, min(512, n // (8 * workers)))
+        return list(pool.map(_check, [source] * n, [root] * n, entries, chunksize=chunk))
+
+
+def build_index(
+    root: Path, workers: int | None = None, layout: str = DEFAULT_LAYOUT
+) -> tuple[Index, CheckReport]:
+    """Check every sample of the dataset at ``root`` and index the usable ones."""
+    source = reader(layout)
+    results = _run_checks(
+        source, root, list(source.scan(root)), workers or len(os.sched_getaffinity(0))
+    )
+    descriptions = {**source.problems, **LABEL_PROBLEMS, **IMAGE_PROBLEMS, **KEPT}
+    report = CheckReport(root=str(root))
+    problems: dict[str, list[str]] = {}
+    kept: list[tuple[Sample, int]] = []
+    for subset, name in enumerate(SUBSETS):
+        checked = sorted(
+            (r for r in results if r[0].subset == subset), key=lambda r: r[0].sample_id
+        )
+        sizes = Counter((h, w) for _, h, w, _ in checked if h)
+        usual = sizes.most_common(1)[0][0] if sizes else None
+        usable = []
+        for sample, height, width, channels in checked:
+            ok = not sample.problems  # every problem a reader or the image check finds excludes
+            kinds = list(sample.problems)
+            if ok and channels != 3:
+                kinds.append("unexpected_mode")
+            if ok and (height, width) != usual:
+                kinds.append("unexpected_size")
+            for kind in kinds:
+                problems.setdefault(kind, []).append(f"{name}/{sample.sample_id}")
+            if ok:
+                usable.append((sample, min(height, width)))
+        kept += usable
+        report.usable[name] = len(usable)
+        report.excluded[name] = len(checked) - len(usable)
+        codes = np.array([s.expression for s, _ in usable], dtype=np.int64)
+        report.class_counts[name] = np.bincount(codes, minlength=len(EXPRESSION_NAMES)).tolist()
+        va = np.array([(s.valence, s.arousal) for s, _ in usable], dtype=np.float64).reshape(-1, 2)
+        report.va_ranges[name] = {
+            axis: [float(va[:, j].min()), float(va[:, j].max())] if len(va) else []
+            for j, axis in enumerate(("valence", "arousal"))
+        }
+    report.problems = dict(sorted(problems.items()))
+    report.descriptions = {kind: descriptions[kind] for kind in report.problems}
+    samples = [s for s, _ in kept]
+    arrays = {
+        "subset": np.array([s.subset for s in samples], dtype=np.uint8),
+        "ids": np.array([s.sample_id for s in samples], dtype=str),
+        "files": np.array([s.image for s in samples], dtype=str),
+        "expression": np.array([s.expression for s in samples], dtype=np.int8),
+        "valence": np.array([s.valence for s in samples], dtype=np.float32),
+        "arousal": np.array([s.arousal for s in samples], dtype=np.float32),
+        "side": np.array([side for _, side in kept], dtype=np.int32),
+    }
+    return Index(root=root, digest=_digest(arrays), **arrays), report
+
+
+def save_index(path: Path, index: Index, meta: dict) -> None:
+    """Write the index atomically (concurrent runs may build it at the same time)."""
+    arrays = {name: getattr(index, name) for name in Index._COLUMNS}
+    meta = {**meta, "version": INDEX_VERSION, "digest": index.digest}
+    with atomic_write(path) as file:  # a file object: np.savez would add .npz to a path
+        np.savez(file, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def read_index_meta(path: Path) -> dict | None:
+    """The metadata of a saved index, or None if there is no readable one."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return json.loads(str(saved["meta"]))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def load_index(path: Path, root: Path) -> Index:
+    """Load a saved index whose images live under ``root``."""
+    with np.load(path, allow_pickle=False) as saved:
+        meta = json.loads(str(saved["meta"]))
+        arrays = {name: saved[name] for name in Index._COLUMNS}
+    return Index(root=root, digest=meta["digest"], **arrays)
+
+
+def write_report(path: Path, report: CheckReport) -> None:
+    write_text_atomic(path, json.dumps(report.to_json(), indent=1) + "\n")
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK)
+
+
+def cache_dir_for(root: Path, configured: str | Path | None = None) -> Path:
+    """Where the index, report and splits live: ``configured``, else ``<root>/.fer_cache``, else
+    (read-only dataset) a per-dataset folder in the user cache (`fer_lightning.paths`)."""
+    if configured:
+        directory = Path(configured)
+        if not _writable(directory):
+            raise ConfigError(f"data.cache_dir={directory} is not writable: choose another one")
+        return directory
+    beside = root / ".fer_cache"
+    if _writable(beside):
+        return beside
+    return user_cache_dir() / hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+
+
+def load_or_build_index(
+    root: Path,
+    cache_dir: Path,
+    rebuild: bool = False,
+    workers: int | None = None,
+    quiet: bool = False,
+    layout: str = DEFAULT_LAYOUT,
+) -> tuple[Index, CheckReport]:
+    """The cached index of ``root`` when it is fresh, else a new one (checked, saved, reported).
+
+    Unless ``quiet``, problems are logged as one counted warning per kind whether the index was
+    built or loaded, so every run shows them.
+    """
+    source = reader(layout)
+    source.require(root)
+    path, report_path = cache_dir / INDEX_FILE, cache_dir / REPORT_FILE
+    current = source.fingerprint(root)
+    meta = None if rebuild else read_index_meta(path)
+    fresh = (
+        meta is not None
+        and meta.get("version") == INDEX_VERSION
+        and meta.get("layout") == layout
+        and meta.get("fingerprint") == current
+        and report_path.is_file()
+    )
+    if fresh:
+        index = load_index(path, root)
+        report = CheckReport.from_json(json.loads(report_path.read_text()))
+    else:
+        log.info("indexing and checking the dataset at %s (once; cached in %s)", root, cache_dir)
+        index, report = build_index(root, workers, layout)
+        write_report(report_path, report)
+        save_index(path, index, {"layout": layout, "fingerprint": current, "root": str(root)})
+    if not quiet:
+        report.warn(report_path)
+    for name in SUBSETS:
+        if report.usable.get(name, 0) == 0:
+            raise ConfigError(
+                f"no usable sample in {root / name}: all {report.excluded.get(name, 0)} were "
+                f"excluded (see {report_path}, or run python -m fer_lightning.data.check)"
+            )
+    return index, report
