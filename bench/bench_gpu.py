@@ -35,7 +35,7 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fer_lightning.cli import register_resolvers
 from fer_lightning.data.synthetic.writer import ensure_synthetic
@@ -168,6 +168,7 @@ def bench_config(model: str, root: Path, args: argparse.Namespace, out: Path) ->
         f"model={model}",
         "model.pretrained=false",
         "scheduler=none",
+        f"module.compile={str(args.compile).lower()}",
         *trainer,
         f"++trainer.max_steps={args.warmup + args.steps}",
         "++trainer.max_epochs=-1",
@@ -209,13 +210,7 @@ def bench_model(model: str, root: Path, args: argparse.Namespace) -> dict[str, o
         datamodule.setup("fit")
         # A tiny CPU set may hold fewer images than one batch.
         datamodule.batch_size = min(datamodule.batch_size, datamodule.split_sizes["train"])
-        module = MultiTaskModule(
-            net=instantiate(cfg.model),
-            loss=instantiate(cfg.loss),
-            optimizer=instantiate(cfg.optimizer),
-            config=OmegaConf.to_container(cfg, resolve=True),
-            compile=args.compile,
-        )
+        module = MultiTaskModule.from_config(cfg)
         timer = StepTimer(args.warmup, args.steps)
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[timer], logger=False)
         trainer.fit(module, datamodule=datamodule)

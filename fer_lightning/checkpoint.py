@@ -12,12 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
-from torch import nn
 
 from fer_lightning.errors import ConfigError
 
@@ -39,19 +37,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if "fer_config" not in checkpoint or "state_dict" not in checkpoint:
         raise ConfigError(f"{path} is not a fer-lightning checkpoint (no fer_config/state_dict)")
     return checkpoint
-
-
-def build_net(checkpoint: dict[str, Any]) -> nn.Module:
-    """Rebuilds the trained network from a checkpoint's stored config and weights."""
-    model_config = dict(checkpoint["fer_config"]["model"])
-    model_config["pretrained"] = False
-    net = hydra.utils.instantiate(model_config)
-    prefix = "net."
-    state = {
-        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
-    }
-    net.load_state_dict(state)
-    return net.eval()
 
 
 def previous_version(path: Path) -> Path:

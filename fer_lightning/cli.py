@@ -69,21 +69,26 @@ def _user_error(exc: BaseException) -> ConfigError | None:
 def unknown_choice(overrides: list[str]) -> str | None:
     """A one-line complaint about the first `group=option` naming no option of a conf/ group.
 
-    Hydra reports these itself, but across many lines (for `model`, a list of 80 names).
+    Hydra reports these itself, but across many lines (for `model`, a list of 80 names). The
+    `model` options are the registry's names, which need no file in conf/model/.
     """
-    from fer_lightning.models.backbones import torchvision_names
+    from fer_lightning.models.registry import model_names, unknown_model
 
     for override in overrides:
         group, sep, value = override.partition("=")
         folder = CONFIG_DIR / group
-        if not sep or "/" in group or not folder.is_dir() or value[:1] in "[({":
+        if not sep or "/" in group or value[:1] in "[({":
             continue
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
-        accepted = {*options, "null", *(torchvision_names() if group == "model" else ())}
-        for choice in value.split(","):
-            if choice not in accepted:
-                extra = ", or any torchvision classification model name" if group == "model" else ""
-                return f"unknown {group} '{choice}': choose {', '.join(options)}{extra}"
+        if group == "model":
+            accepted = {*model_names(), "null"}
+            for choice in value.split(","):
+                if choice not in accepted:
+                    return unknown_model(choice)
+        elif folder.is_dir():
+            options = sorted(p.stem for p in folder.glob("*.yaml"))
+            for choice in value.split(","):
+                if choice not in {*options, "null"}:
+                    return f"unknown {group} '{choice}': choose {', '.join(options)}"
     return None
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import time
-from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -14,14 +11,11 @@ from omegaconf import DictConfig
 from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
+from fer_lightning.finish import Started, write_results
 from fer_lightning.history import checkpoint_history
-from fer_lightning.module import MultiTaskModule
-from fer_lightning.reports.results import device_description, experiment_row, write_reports
-
-log = logging.getLogger("fer_lightning.eval")
+from fer_lightning.module import TTA_MODES, MultiTaskModule
 
 SPLITS = ("test", "val")
-TTA_MODES = (None, "flip")
 
 
 def _validate(cfg: DictConfig) -> None:
@@ -38,55 +32,31 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     mistaken for test scores.
     """
     _validate(cfg)
-    started, clock = datetime.now().astimezone(), time.monotonic()
+    started = Started()
     pl.seed_everything(cfg.seed, workers=True)
-    run_dir = Path(cfg.paths.output_dir)
     checkpoint = load_checkpoint(cfg.ckpt_path)
-    stored = checkpoint["fer_config"]
 
     # The data the checkpoint was trained on, unless the command chose other data.
-    datamodule = instantiate(cfg.data if cfg.get("data") else stored["data"])
+    datamodule = instantiate(cfg.data if cfg.get("data") else checkpoint["fer_config"]["data"])
     datamodule.test_split = cfg.split
-    model_config = dict(stored["model"], pretrained=False)
-    module = MultiTaskModule(
-        net=instantiate(model_config),
-        loss=instantiate(stored["loss"]),
-        optimizer=None,
-        config=stored,
-    )
-    module.load_state_dict(checkpoint["state_dict"])
-    module.tta = cfg.tta
+    module = MultiTaskModule.from_checkpoint(checkpoint, tta=cfg.tta)
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False
     )
     trainer.test(module, datamodule=datamodule)
-    if trainer.is_global_zero:
+    return write_results(
+        trainer,
+        module,
+        datamodule,
+        Path(cfg.paths.output_dir),
+        task="eval",
+        started=started,
         # The curves of the epochs that led to this checkpoint, if it was saved with them.
-        history = checkpoint_history(checkpoint)
-        experiment = experiment_row(
-            stored,
-            datamodule.split_sizes,
-            history,
-            task="eval",
-            started=started,
-            duration_s=time.monotonic() - clock,
-            device=device_description(trainer),
-            precision=str(trainer.precision),
-            split=cfg.split,
-            tta=cfg.tta,
-            checkpoint=str(cfg.ckpt_path),
-        )
-        write_reports(
-            module.test_results,
-            datamodule.sample_paths(cfg.split),
-            run_dir / "results",
-            datamodule.class_names,
-            prefix=cfg.split,
-            history=history,
-            experiment=experiment,
-        )
-        log.info("results written to %s", run_dir / "results")
-    return module.test_results["metrics"]
+        history=checkpoint_history(checkpoint),
+        checkpoint=str(cfg.ckpt_path),
+        split=cfg.split,
+        tta=cfg.tta,
+    )
 
 
 main = entry_point("eval")(evaluate)

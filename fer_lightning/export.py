@@ -7,7 +7,7 @@ import logging
 from omegaconf import DictConfig
 
 from fer_lightning.cli import entry_point
-from fer_lightning.inference.deploy import Exported, export_checkpoint
+from fer_lightning.inference.export import Exported, export_checkpoint
 
 log = logging.getLogger("fer_lightning.export")
 
@@ -15,12 +15,7 @@ log = logging.getLogger("fer_lightning.export")
 def export(cfg: DictConfig) -> Exported:
     """Writes `cfg.ckpt_path`'s network as `cfg.format` to `cfg.output`, with its model card."""
     exported = export_checkpoint(cfg.ckpt_path, cfg.format, cfg.output, cfg.tolerance)
-    log.info(
-        "wrote %s and %s; max abs difference from PyTorch %.3g",
-        exported.model,
-        exported.card,
-        exported.max_abs_diff,
-    )
+    log.info("%s", exported.line())
     return exported
 
 

@@ -8,6 +8,7 @@ Two ways to combine the three task losses: fixed weights (`MultiTaskLoss`, the o
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,14 +44,15 @@ LIKELIHOOD_SCALES = {"expression": 1.0, "valence": 0.5, "arousal": 0.5}
 class MultiTaskLoss(nn.Module):
     """`w_e * CE + w_v * reg(valence) + w_a * reg(arousal)`, CE optionally class-weighted.
 
-    The class weights are a buffer filled from the training split at fit time (never typed in, as
-    the original's were), so they travel inside every checkpoint.
+    The class weights are a buffer of `num_classes` (the data config's `classes`, passed by the
+    loss groups) filled from the training split at fit time (never typed in, as the original's
+    were), so they travel inside every checkpoint.
     """
 
     def __init__(
         self,
         weights: Mapping[str, float],
-        num_classes: int = 8,
+        num_classes: int,
         regression: str = "mse",
         class_weighted: bool = True,
     ) -> None:
@@ -109,15 +111,9 @@ class UncertaintyWeightedLoss(MultiTaskLoss):
     on the same scale as the fixed ratios, so the module logs how the balance evolves.
     """
 
-    def __init__(
-        self,
-        weights: Mapping[str, float],
-        num_classes: int = 8,
-        regression: str = "mse",
-        class_weighted: bool = True,
-        init_log_var: float = 0.0,
-    ) -> None:
-        super().__init__(weights, num_classes, regression, class_weighted)
+    def __init__(self, *args: Any, init_log_var: float = 0.0, **kwargs: Any) -> None:
+        """`MultiTaskLoss`'s arguments, and `init_log_var`, every s_t at the start."""
+        super().__init__(*args, **kwargs)
         self.log_vars = nn.Parameter(torch.full((len(TASKS),), float(init_log_var)))
 
     def combine(self, parts: Mapping[str, Tensor]) -> dict[str, Tensor]:

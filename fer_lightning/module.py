@@ -8,18 +8,26 @@ layout (``channels_last``), which tensor-core convolutions need to run without t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from fer_lightning.losses import MultiTaskLoss
 from fer_lightning.metrics import MultiTaskMetrics
+from fer_lightning.models import MultiTaskNet, rebuild_model
+
+# Where the module keeps the network: its weights are the state dict's `net.*` entries.
+NET_PREFIX = "net."
+# Test-time augmentations: none, or "flip" (average with the mirrored image's prediction).
+TTA_MODES = (None, "flip")
 
 
 def gather_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -42,8 +50,25 @@ def gather_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {key: value[order] for key, value in merged.items()}
 
 
+def trained_net(checkpoint: Mapping[str, Any]) -> MultiTaskNet:
+    """A checkpoint's network with its trained weights, in eval mode, for predict and export.
+
+    Rebuilt from the run's stored config (see `MultiTaskModule.config`), so only tensors are read
+    from the file; the loss and metrics are not needed to run it.
+    """
+    net = rebuild_model(checkpoint["fer_config"]["model"])
+    state = checkpoint["state_dict"]
+    net.load_state_dict(
+        {k.removeprefix(NET_PREFIX): v for k, v in state.items() if k.startswith(NET_PREFIX)}
+    )
+    return net.eval()
+
+
 class MultiTaskModule(pl.LightningModule):
     """Trains `net` (image -> expression logits, valence/arousal) with `loss`.
+
+    Built one way from each source: `from_config` for a run (train, bench) and `from_checkpoint`
+    for a trained network (eval).
 
     `config` is the run's resolved configuration as plain containers. It is stored in every
     checkpoint so eval, predict and export rebuild the network from a weights-only load, without
@@ -52,17 +77,19 @@ class MultiTaskModule(pl.LightningModule):
     `channels_last` takes effect on CUDA only (on the CPU the default layout is kept, so CPU runs
     compute exactly as before). `compile` compiles the network in place (`nn.Module.compile`,
     which keeps the state-dict keys, so checkpoints load into an uncompiled network) when fitting.
+    `tta="flip"` averages each test prediction with the mirrored image's.
     """
 
     def __init__(
         self,
         net: nn.Module,
         loss: MultiTaskLoss,
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None,
         scheduler: Callable[..., Any] | None = None,
         config: dict | None = None,
         channels_last: bool = True,
         compile: bool = False,
+        tta: str | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -77,10 +104,38 @@ class MultiTaskModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = MultiTaskMetrics(num_classes)
         self.test_metrics = MultiTaskMetrics(num_classes)
-        # Test-time augmentation: None, or "flip" to average with the mirrored image's prediction.
-        self.tta: str | None = None
+        self.tta = tta
         self.test_results: dict[str, Any] = {}
         self._test_outputs: list[dict[str, Tensor]] = []
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> MultiTaskModule:
+        """The module a composed training config describes, its `module` options included."""
+        return cls(
+            net=instantiate(cfg.model),
+            loss=instantiate(cfg.loss),
+            optimizer=instantiate(cfg.optimizer),
+            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            **cfg.get("module", {}),
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: Mapping[str, Any], tta: str | None = None
+    ) -> MultiTaskModule:
+        """A trained module to test: network and loss from the checkpoint's stored config (no
+        ImageNet weights needed), the checkpoint's weights loaded, and no optimizer."""
+        stored = checkpoint["fer_config"]
+        module = cls(
+            net=rebuild_model(stored["model"]),
+            loss=instantiate(stored["loss"]),
+            optimizer=None,
+            config=stored,
+            tta=tta,
+        )
+        module.load_state_dict(checkpoint["state_dict"])
+        return module
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         return self.net(images)
@@ -107,7 +162,6 @@ class MultiTaskModule(pl.LightningModule):
         return losses, logits, va
 
     def _log_losses(self, stage: str, losses: dict[str, Tensor], on_step: bool) -> None:
-        batch_size = None
         for name, value in losses.items():
             key = f"{stage}/loss" if name == "loss" else f"{stage}/loss_{name}"
             self.log(
@@ -118,7 +172,6 @@ class MultiTaskModule(pl.LightningModule):
                 prog_bar=name == "loss",
                 # Epoch means of every rank's batches, not rank zero's alone (under DDP).
                 sync_dist=True,
-                batch_size=batch_size,
             )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

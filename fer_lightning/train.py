@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fer_lightning.callbacks import fault_tolerance_plugins
 from fer_lightning.checkpoint import CHECKPOINT_DIR, resume_checkpoint, start_over
 from fer_lightning.cli import entry_point, in_multirun, instantiate_dict
+from fer_lightning.finish import Started, write_results
 from fer_lightning.history import recorded_history
 from fer_lightning.module import MultiTaskModule
-from fer_lightning.reports.results import device_description, experiment_row, write_reports
 from fer_lightning.resume import csv_logs, set_aside_logs
 
 log = logging.getLogger("fer_lightning.train")
@@ -53,19 +51,12 @@ def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, trainer: pl.Trainer) ->
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fits, tests the best checkpoint and writes `results/` into `cfg.paths.output_dir`."""
-    started, clock = datetime.now().astimezone(), time.monotonic()
+    started = Started()
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.output_dir)
 
     datamodule = instantiate(cfg.data)
-    module = MultiTaskModule(
-        net=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        **cfg.get("module", {}),
-    )
+    module = MultiTaskModule.from_config(cfg)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=instantiate_dict(cfg.get("callbacks")),
@@ -81,28 +72,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # Before testing: test() restores the callbacks' states, the history's too, from `best`.
     history = recorded_history(trainer)
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-    if trainer.is_global_zero:
-        experiment = experiment_row(
-            module.config,
-            datamodule.split_sizes,
-            history,
-            task="train",
-            started=started,
-            duration_s=time.monotonic() - clock,
-            device=device_description(trainer),
-            precision=str(trainer.precision),
-            checkpoint=best,
-        )
-        write_reports(
-            module.test_results,
-            datamodule.sample_paths("test"),
-            run_dir / "results",
-            datamodule.class_names,
-            history=history,
-            experiment=experiment,
-        )
-        log.info("results written to %s", run_dir / "results")
-    return module.test_results["metrics"]
+    return write_results(
+        trainer,
+        module,
+        datamodule,
+        run_dir,
+        task="train",
+        started=started,
+        history=history,
+        checkpoint=best,
+    )
 
 
 main = entry_point("train")(train)

@@ -11,14 +11,15 @@ import onnxruntime
 import pytest
 import torch
 
-from fer_lightning.checkpoint import build_net, load_checkpoint
+from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.errors import ConfigError
 from fer_lightning.export import export
+from fer_lightning.module import trained_net
 from tests.test_predict import save_checkpoint
 
 
 def pytorch_outputs(checkpoint: Path, x: torch.Tensor) -> list[np.ndarray]:
-    net = build_net(load_checkpoint(checkpoint))
+    net = trained_net(load_checkpoint(checkpoint))
     with torch.inference_mode():
         return [t.numpy() for t in net(x)]
 

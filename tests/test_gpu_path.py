@@ -14,7 +14,7 @@ from fer_lightning.module import MultiTaskModule
 def attached_module(**options: bool) -> MultiTaskModule:
     module = MultiTaskModule(
         net=create_model("tnet", image_size=32),
-        loss=MultiTaskLoss({"expression": 0.9, "valence": 0.05, "arousal": 0.05}),
+        loss=MultiTaskLoss({"expression": 0.9, "valence": 0.05, "arousal": 0.05}, num_classes=8),
         optimizer=torch.optim.Adam,
         **options,
     )

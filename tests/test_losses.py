@@ -38,7 +38,7 @@ def _batch(n: int = 32, classes: int = 8):
 
 def test_total_is_the_weighted_sum_with_class_weighted_ce():
     logits, va_pred, expression, va_target = _batch()
-    loss = MultiTaskLoss({"expression": 0.9, "valence": 0.05, "arousal": 0.05})
+    loss = MultiTaskLoss({"expression": 0.9, "valence": 0.05, "arousal": 0.05}, num_classes=8)
     class_weights = torch.linspace(0.5, 4.0, 8)
     loss.set_class_weights(class_weights)
     parts = loss(logits, va_pred, expression, va_target)
@@ -64,12 +64,12 @@ def test_class_weights_travel_in_the_state_dict():
 )
 def test_impossible_weights_are_config_errors(weights):
     with pytest.raises(ConfigError, match=r"loss\.weights"):
-        MultiTaskLoss(weights)
+        MultiTaskLoss(weights, num_classes=8)
 
 
 def test_unknown_regression_is_a_config_error():
     with pytest.raises(ConfigError, match="huber2"):
-        MultiTaskLoss({"expression": 1.0}, regression="huber2")
+        MultiTaskLoss({"expression": 1.0}, num_classes=8, regression="huber2")
 
 
 def test_ccc_loss_matches_the_formula():
@@ -85,7 +85,7 @@ def test_ccc_loss_matches_the_formula():
 
 def test_uncertainty_weighting_follows_kendall_et_al():
     logits, va_pred, expression, va_target = _batch()
-    loss = UncertaintyWeightedLoss(dict.fromkeys(TASKS, 1.0), class_weighted=False)
+    loss = UncertaintyWeightedLoss(dict.fromkeys(TASKS, 1.0), num_classes=8, class_weighted=False)
     parts = loss(logits, va_pred, expression, va_target)
     # s = 0: CE + MSE_v / 2 + MSE_a / 2.
     expected = parts["expression"] + (parts["valence"] + parts["arousal"]) / 2
@@ -108,7 +108,9 @@ def test_uncertainty_weighting_follows_kendall_et_al():
 
 def test_a_zero_weight_drops_a_task_from_the_uncertainty_loss():
     logits, va_pred, expression, va_target = _batch()
-    loss = UncertaintyWeightedLoss({"expression": 1.0, "valence": 0.0, "arousal": 1.0})
+    loss = UncertaintyWeightedLoss(
+        {"expression": 1.0, "valence": 0.0, "arousal": 1.0}, num_classes=8
+    )
     parts = loss(logits, va_pred, expression, va_target)
     parts["loss"].backward()
     assert loss.log_vars.grad[1] == 0 and parts["weight_valence"] == 0

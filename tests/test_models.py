@@ -14,12 +14,28 @@ from omegaconf import DictConfig
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.models import MultiTaskNet, create_model, register_model_configs
+from fer_lightning.models.registry import model_names
 from fer_lightning.paths import CONFIG_DIR
 
 BATCH = 2
-# Large enough for every yaml model: inception_v3 needs 75 px, vit_b_16 a multiple of 16.
-YAML_IMAGE_SIZE = 96
-BIG_YAML_MODELS = {"efficientnet_v2_m", "vgg16", "vit_b_16"}
+# The models the project names (README, error messages): each must work as `model=<name>`.
+NAMED_MODELS = [
+    "efficientnet_b0",
+    "efficientnet_v2_m",
+    "efficientnet_v2_s",
+    "googlenet",
+    "inception_v3",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "resnet18",
+    "squeezenet",
+    "tnet",
+    "vgg16",
+    "vit_b_16",
+]
+# Large enough for every named model: inception_v3 needs 75 px, vit_b_16 a multiple of 16.
+NAMED_IMAGE_SIZE = 96
+BIG_NAMED_MODELS = {"efficientnet_v2_m", "vgg16", "vit_b_16"}
 
 
 def _outputs(net: MultiTaskNet, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,10 +43,15 @@ def _outputs(net: MultiTaskNet, image_size: int) -> tuple[torch.Tensor, torch.Te
         return net.eval()(torch.randn(BATCH, 3, image_size, image_size))
 
 
-def _compose_model(name: str, image_size: int) -> DictConfig:
+def _compose_model(name: str, image_size: int, classes: int = 8) -> DictConfig:
+    register_model_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(
-            overrides=[f"+model={name}", "+data.num_classes=8", f"+data.image_size={image_size}"]
+            overrides=[
+                f"+model={name}",
+                f"+data.classes={classes}",
+                f"+data.image_size={image_size}",
+            ]
         )
 
 
@@ -135,15 +156,48 @@ def test_pretrained_loads_the_local_file(
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(path.stem, marks=[pytest.mark.slow] if path.stem in BIG_YAML_MODELS else [])
-        for path in sorted((CONFIG_DIR / "model").glob("*.yaml"))
+        pytest.param(name, marks=[pytest.mark.slow] if name in BIG_NAMED_MODELS else [])
+        for name in NAMED_MODELS
     ],
 )
-def test_model_yaml_instantiates_a_working_net(name: str) -> None:
-    cfg = _compose_model(name, YAML_IMAGE_SIZE)
+def test_model_config_instantiates_a_working_net(name: str) -> None:
+    cfg = _compose_model(name, NAMED_IMAGE_SIZE)
     net = instantiate(cfg.model)
     assert net.name == name
-    assert _outputs(net, YAML_IMAGE_SIZE)[1].shape == (BATCH, 2)
+    assert _outputs(net, NAMED_IMAGE_SIZE)[1].shape == (BATCH, 2)
+
+
+@pytest.mark.parametrize("name", [*NAMED_MODELS, "squeezenet1_1", "convnext_tiny"])
+def test_model_configs_hold_the_registry_defaults_and_the_data_class_count(name: str) -> None:
+    tnet = name == "tnet"
+    assert dict(_compose_model(name, 64, classes=7).model) == {
+        "_target_": "fer_lightning.models.create_model",
+        "name": name,
+        "num_classes": 7,
+        "pretrained": False,
+        "image_size": 64,
+        "va_activation": "tanh",
+        "head_hidden": 256 if tnet else 0,
+        "dropout": 0.5 if tnet else 0.2,
+    }
+
+
+def test_create_model_defaults_to_the_same_heads() -> None:
+    tnet = create_model("tnet", image_size=32)
+    assert tnet.expression_head[0].out_features == 256 and tnet.expression_head[3].p == 0.5
+    assert create_model("squeezenet", image_size=32).expression_head[0].p == 0.2
+
+
+def test_every_model_name_is_accepted_and_no_other() -> None:
+    from fer_lightning.cli import unknown_choice
+
+    names = model_names()
+    assert {"tnet", "squeezenet", "resnet18", "convnext_tiny"} <= set(names)
+    assert unknown_choice([f"model={name}" for name in NAMED_MODELS]) is None
+    problem = unknown_choice(["model=resnet5"])
+    assert (
+        problem.startswith("unknown model 'resnet5': choose squeezenet, ") and "\n" not in problem
+    )
 
 
 def test_registered_configs_cover_torchvision_names_without_yaml() -> None:

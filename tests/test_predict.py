@@ -39,7 +39,7 @@ def save_checkpoint(path: Path, name: str = "tnet", image_size: int = 48) -> Pat
     torch.save(
         {
             "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-            "fer_config": {"model": model, "data": {"image_size": image_size, "num_classes": 8}},
+            "fer_config": {"model": model, "data": {"image_size": image_size, "classes": 8}},
         },
         path,
     )

@@ -28,6 +28,36 @@ def test_every_experiment_composes(compose_config, experiment):
     assert cfg.trainer.max_epochs >= 1
 
 
+@pytest.mark.parametrize(
+    ("experiment", "model", "batch_size", "max_epochs"),
+    [
+        ("paper_squeezenet", "squeezenet", 128, 30),
+        ("paper_tnet", "tnet", 512, 30),
+        ("paper_efficientnet", "efficientnet_b0", 32, 12),
+        ("paper_mobilenet", "mobilenet_v3_large", 512, 12),
+    ],
+)
+def test_paper_experiments_are_the_original_rows(
+    compose_config, experiment, model, batch_size, max_epochs
+):
+    cfg = compose_config("train", [f"experiment={experiment}"])
+    assert (cfg.model.name, cfg.data.batch_size, cfg.trainer.max_epochs) == (
+        model,
+        batch_size,
+        max_epochs,
+    )
+    assert (cfg.optimizer.lr, cfg.scheduler.eta_min, cfg.loss.weights.expression) == (
+        1e-4,
+        1e-7,
+        0.9,
+    )
+    assert (cfg.data.protocol, cfg.model.pretrained, cfg.callbacks.early_stopping) == (
+        "holdout",
+        False,
+        None,
+    )
+
+
 def test_training_lowers_the_loss_and_leaves_its_files(compose_config, tiny_dataset):
     cfg = compose_config(
         "train",
@@ -111,8 +141,13 @@ CORE_MODELS = [
     "tnet",
 ]
 OTHER_MODELS = [
-    *sorted({p.stem for p in (CONFIG_DIR / "model").glob("*.yaml")} - set(CORE_MODELS)),
-    "regnet_y_400mf",  # a torchvision name without a yaml file
+    "efficientnet_v2_m",
+    "efficientnet_v2_s",
+    "googlenet",
+    "inception_v3",
+    "vgg16",
+    "vit_b_16",
+    "regnet_y_400mf",
 ]
 
 
@@ -143,6 +178,25 @@ def test_fast_dev_run_for_each_original_model(compose_config, tiny_dataset, name
 def test_fast_dev_run_for_other_models(compose_config, tiny_dataset, name):
     metrics = _fast_dev_run(compose_config, tiny_dataset, name)
     assert 0.0 <= metrics["acc"] <= 1.0
+
+
+@pytest.mark.parametrize("sampler", ["shuffle", "balanced"])
+def test_seven_classes_train_with_either_sampler(compose_config, tiny_dataset, sampler):
+    # data.classes is the one class count: the heads, the loss's class weights and the metrics.
+    cfg = compose_config(
+        "train",
+        [
+            *tiny_overrides(tiny_dataset),
+            "model=tnet",
+            "data.classes=7",
+            f"data.sampler={sampler}",
+            "trainer.fast_dev_run=true",
+        ],
+    )
+    assert cfg.model.num_classes == cfg.loss.num_classes == 7
+    metrics = train(cfg)
+    assert 0.0 <= metrics["acc"] <= 1.0
+    assert "f1_6" in metrics and "f1_7" not in metrics
 
 
 def test_an_unknown_group_option_is_named_in_one_line():

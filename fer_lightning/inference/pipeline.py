@@ -50,7 +50,7 @@ class Summary:
 
 
 def csv_header(num_classes: int) -> list[str]:
-    """DESIGN.md's predict columns; `prob_k` is the probability of expression code k."""
+    """The predict columns of docs/commands.md; `prob_k` is the probability of expression code k."""
     fixed = ["source", "frame", "x", "y", "w", "h", "expression", "valence", "arousal"]
     return fixed + [f"prob_{k}" for k in range(num_classes)]
 

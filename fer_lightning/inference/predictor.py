@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_lightning.checkpoint import build_net, load_checkpoint
+from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.data.transforms import normalize
 from fer_lightning.errors import ConfigError
 from fer_lightning.inference.faces import Box, FaceDetector, crop_face, whole_image_box
 from fer_lightning.inference.sources import Frame, Skipped
+from fer_lightning.module import trained_net
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ class Predictor:
         """Reads weights only (no pickled code) and the training input size from the checkpoint."""
         checkpoint = load_checkpoint(path)
         data = checkpoint["fer_config"]["data"]
-        net = build_net(checkpoint)
-        return cls(net, data["image_size"], data["num_classes"], batch_size, resolve_device(device))
+        net = trained_net(checkpoint)
+        return cls(net, data["image_size"], data["classes"], batch_size, resolve_device(device))
 
     @torch.inference_mode()
     def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

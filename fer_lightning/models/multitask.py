@@ -61,7 +61,7 @@ def _check_heads(num_classes: int, va_activation: str, head_hidden: int, dropout
             f"unknown model.va_activation '{va_activation}': choose {' or '.join(VA_ACTIVATIONS)}"
         )
     if num_classes < 2:
-        raise ConfigError(f"data.num_classes must be at least 2, got {num_classes}")
+        raise ConfigError(f"data.classes must be at least 2, got {num_classes}")
     if head_hidden < 0:
         raise ConfigError(f"model.head_hidden must be >= 0 (0: no hidden layer), got {head_hidden}")
     if not 0 <= dropout < 1:

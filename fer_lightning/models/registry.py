@@ -1,8 +1,15 @@
-"""Models by name, timm-style: `create_model("resnet18")`, and Hydra `model/<name>` nodes."""
+"""Models by name, timm-style: `create_model("resnet18")`, and Hydra `model/<name>` nodes.
+
+This module is the only home of the models' defaults: `create_model` applies them and
+`register_model_configs` writes them into the `model=<name>` configs, so conf/model/ needs a file
+only for a model with settings of its own (docs/configuration.md).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -10,15 +17,42 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.models import tnet
 from fer_lightning.models.backbones import torchvision_backbone, torchvision_names
 from fer_lightning.models.multitask import MultiTaskNet
+from fer_lightning.paths import CONFIG_DIR
 
 # Our short names for torchvision models; every torchvision name works as well.
 ALIASES = {"squeezenet": "squeezenet1_1"}
 # The original project's models and our quick-start choices, named first in error messages.
 FEATURED = ("squeezenet", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "resnet18")
-# Head defaults for torchvision backbones; T-Net has its own (tnet.HEAD_HIDDEN, tnet.HEAD_DROPOUT).
-HEAD_HIDDEN = 0
-HEAD_DROPOUT = 0.2
-MODEL_CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "model"
+
+
+@dataclass(frozen=True)
+class Heads:
+    """The expression and valence/arousal heads' shape (see `multitask.make_head`)."""
+
+    hidden: int = 0
+    dropout: float = 0.2
+
+
+# Torchvision backbones get Dropout(0.2) + Linear; T-Net keeps the original project's MLP heads.
+HEADS = {"tnet": Heads(hidden=256, dropout=0.5)}
+
+
+def heads(name: str) -> Heads:
+    """The default heads of model `name`."""
+    return HEADS.get(name, Heads())
+
+
+def model_names() -> list[str]:
+    """Every name `create_model` and `model=<name>` accept."""
+    return ["tnet", *ALIASES, *torchvision_names()]
+
+
+def unknown_model(name: str) -> str:
+    """The one-line complaint about a model name that `model_names` does not hold."""
+    return (
+        f"unknown model '{name}': choose {', '.join(FEATURED)}, tnet, or any torchvision "
+        "classification model name (torchvision.models.list_models())"
+    )
 
 
 def create_model(
@@ -32,8 +66,7 @@ def create_model(
 ) -> MultiTaskNet:
     """Builds the multi-task network `name`: 'tnet', an alias in ALIASES or a torchvision name.
 
-    `head_hidden` and `dropout` default (None) to the architecture's own: T-Net's original MLP heads
-    (256 hidden, dropout 0.5), and Dropout(0.2) + Linear for torchvision backbones.
+    `head_hidden` and `dropout` default (None) to the architecture's own, `heads(name)`.
     """
     if name == "tnet":
         if pretrained:
@@ -41,51 +74,58 @@ def create_model(
                 "tnet has no pretrained weights (it is this project's own network): "
                 "use model.pretrained=false"
             )
-        backbone = tnet.TNetFeatures(image_size)
-        feature_dim = tnet.TNetFeatures.out_features
-        default_hidden, default_dropout = tnet.HEAD_HIDDEN, tnet.HEAD_DROPOUT
+        backbone, feature_dim = tnet.TNetFeatures(image_size), tnet.TNetFeatures.out_features
     elif name in ALIASES or name in torchvision_names():
-        torchvision_name = ALIASES.get(name, name)
-        backbone, feature_dim = torchvision_backbone(torchvision_name, image_size, pretrained)
-        default_hidden, default_dropout = HEAD_HIDDEN, HEAD_DROPOUT
-    else:
-        raise ConfigError(
-            f"unknown model '{name}': choose {', '.join(FEATURED)}, tnet, or any torchvision "
-            "classification model name (torchvision.models.list_models())"
+        backbone, feature_dim = torchvision_backbone(
+            ALIASES.get(name, name), image_size, pretrained
         )
+    else:
+        raise ConfigError(unknown_model(name))
+    default = heads(name)
     return MultiTaskNet(
         name,
         backbone,
         feature_dim,
         num_classes,
         va_activation,
-        default_hidden if head_hidden is None else head_hidden,
-        default_dropout if dropout is None else dropout,
+        default.hidden if head_hidden is None else head_hidden,
+        default.dropout if dropout is None else dropout,
     )
 
 
-def _model_node(name: str) -> dict[str, object]:
-    """The `model` config for `name`, the same keys as the files in conf/model."""
+def rebuild_model(config: Mapping[str, Any]) -> MultiTaskNet:
+    """The network a run's stored `model` config describes, without ImageNet weights.
+
+    For a trained checkpoint, whose own weights replace them: it loads on a machine without
+    the ImageNet files.
+    """
+    settings = {key: value for key, value in config.items() if key != "_target_"}
+    return create_model(**{**settings, "pretrained": False})
+
+
+def model_node(name: str) -> dict[str, object]:
+    """The `model` config of `name`: its defaults, the class count and input size from `data`."""
+    default = heads(name)
     return {
         "_target_": "fer_lightning.models.create_model",
         "name": name,
-        "num_classes": "${data.num_classes}",
+        "num_classes": "${data.classes}",
         "pretrained": False,
         "image_size": "${data.image_size}",
         "va_activation": "tanh",
-        "head_hidden": HEAD_HIDDEN,
-        "dropout": HEAD_DROPOUT,
+        "head_hidden": default.hidden,
+        "dropout": default.dropout,
     }
 
 
 def register_model_configs() -> None:
-    """Stores `model/<name>` in Hydra's ConfigStore for each torchvision name without a yaml file.
+    """Stores `model/<name>` in Hydra's ConfigStore for every name in `model_names()`.
 
-    Call before composing, so that `model=convnext_tiny` works without a file per model. Names that
-    have conf/model/<name>.yaml are skipped: that file is the one to read and edit.
+    Call before composing. A name with a conf/model/<name>.yaml is skipped: that file is the one
+    to read and edit (a stored node beside it would make Hydra merge the two as a schema).
     """
-    with_yaml = {path.stem for path in MODEL_CONF_DIR.glob("*.yaml")}
+    with_yaml = {path.stem for path in (CONFIG_DIR / "model").glob("*.yaml")}
     store = ConfigStore.instance()
-    for name in torchvision_names():
+    for name in model_names():
         if name not in with_yaml:
-            store.store(group="model", name=name, node=_model_node(name))
+            store.store(group="model", name=name, node=model_node(name))

@@ -2,8 +2,8 @@
 
 It fuses three scales: the outputs of the first two conv stages are average-pooled down to the third
 stage's grid and concatenated with it, so the classifier sees edges and parts side by side. With its
-two MLP heads (see `multitask.make_head`, hidden 256, dropout 0.5) it has 423,498 parameters for 8
-classes, the figure in the original README.
+two MLP heads (`registry.HEADS`: hidden 256, dropout 0.5) it has 423,498 parameters for 8 classes,
+the figure in the original README.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from fer_lightning.errors import ConfigError
 
 # Four 2x max-pools: smaller inputs leave a 0x0 grid before the last pool.
 MIN_IMAGE_SIZE = 16
-HEAD_HIDDEN = 256
-HEAD_DROPOUT = 0.5
 
 
 def _stage(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_lightning.checkpoint import build_net, load_checkpoint
+from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fer_lightning.errors import ConfigError
 from fer_lightning.inference.faces import DEFAULT_MARGIN
 from fer_lightning.labels import EXPRESSION_NAMES
+from fer_lightning.module import trained_net
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("expression_logits", "valence_arousal")
@@ -45,6 +46,12 @@ class Exported:
     card: Path
     max_abs_diff: float
 
+    def line(self) -> str:
+        return (
+            f"wrote {self.model} and {self.card}; max abs difference from PyTorch "
+            f"{self.max_abs_diff:.3g}"
+        )
+
 
 def export_checkpoint(
     ckpt_path: str | Path, fmt: str, output: str | Path, tolerance: float = 1e-4
@@ -54,7 +61,7 @@ def export_checkpoint(
         raise ConfigError(f"unknown format '{fmt}': choose {' or '.join(EXPORTERS)}")
     checkpoint = load_checkpoint(ckpt_path)
     image_size = int(checkpoint["fer_config"]["data"]["image_size"])
-    net = build_net(checkpoint)
+    net = trained_net(checkpoint)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     write, load = EXPORTERS[fmt]
@@ -88,7 +95,7 @@ def model_card(checkpoint: dict[str, Any], fmt: str, output: Path) -> dict[str, 
     """What feeding the exported model takes: input size, channel order, value range, statistics."""
     config = checkpoint["fer_config"]
     size = int(config["data"]["image_size"])
-    num_classes = int(config["data"]["num_classes"])
+    num_classes = int(config["data"]["classes"])
     return {
         "format": fmt,
         "file": output.name,
