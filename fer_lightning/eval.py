@@ -11,12 +11,12 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
-from fer_lightning.history import checkpoint_history
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.reports import device_description, experiment_row, write_reports
+from fer_lightning.runs.checkpoints import load_checkpoint
+from fer_lightning.runs.history import checkpoint_history
 
 log = logging.getLogger("fer_lightning.eval")
 

@@ -11,9 +11,9 @@ import onnxruntime
 import pytest
 import torch
 
-from fer_lightning.checkpoint import build_net, load_checkpoint
 from fer_lightning.errors import ConfigError
 from fer_lightning.export import export
+from fer_lightning.runs.checkpoints import build_net, load_checkpoint
 from tests.test_predict import save_checkpoint
 
 
