@@ -8,12 +8,12 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
 from fer_lightning.finish import Started, write_results
-from fer_lightning.history import checkpoint_history
 from fer_lightning.module import TTA_MODES, MultiTaskModule
+from fer_lightning.runs.checkpoints import load_checkpoint
+from fer_lightning.runs.history import checkpoint_history
 
 SPLITS = ("test", "val")
 

@@ -6,47 +6,17 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fer_lightning.callbacks import fault_tolerance_plugins
-from fer_lightning.checkpoint import CHECKPOINT_DIR, resume_checkpoint, start_over
-from fer_lightning.cli import entry_point, in_multirun, instantiate_dict
+from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.finish import Started, write_results
-from fer_lightning.history import recorded_history
 from fer_lightning.module import MultiTaskModule
-from fer_lightning.resume import csv_logs, set_aside_logs
+from fer_lightning.runs.fault_tolerance import fault_tolerance_plugins
+from fer_lightning.runs.history import recorded_history
+from fer_lightning.runs.resume import checkpoint_to_resume
 
 log = logging.getLogger("fer_lightning.train")
-
-
-def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, trainer: pl.Trainer) -> str | None:
-    """Starts over (resume=false) or finds the checkpoint to continue from (see DESIGN.md 4).
-
-    A resumed run keeps its CSV logs out of CSVLogger's reach, which deletes them when it starts;
-    FaultTolerance puts back the rows logged up to the checkpoint.
-    """
-    logs = csv_logs(trainer.loggers)
-    if not cfg.get("resume", True):
-        start_over(run_dir, logs)
-    ckpt_path = resume_checkpoint(cfg, run_dir)
-    if ckpt_path:
-        set_aside_logs(logs)
-        log.info("resuming from %s", ckpt_path)
-    elif in_multirun():
-        log.info(
-            "checkpoints go to %s; after an interruption, rerun the same command with "
-            "hydra.sweep.dir=%s to resume every job",
-            run_dir / CHECKPOINT_DIR,
-            HydraConfig.get().sweep.dir,
-        )
-    else:
-        log.info(
-            "checkpoints go to %s; after an interruption, rerun the same command to resume",
-            run_dir / CHECKPOINT_DIR,
-        )
-    return ckpt_path
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

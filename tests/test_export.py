@@ -11,10 +11,10 @@ import onnxruntime
 import pytest
 import torch
 
-from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.errors import ConfigError
 from fer_lightning.export import export
 from fer_lightning.module import trained_net
+from fer_lightning.runs.checkpoints import load_checkpoint
 from tests.test_predict import save_checkpoint
 
 

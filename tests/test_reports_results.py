@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import krippendorff
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
-from pytorch_lightning.trainer.states import TrainerFn
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -25,10 +22,10 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from fer_lightning.checkpoint import load_checkpoint
-from fer_lightning.history import MetricHistory, checkpoint_history
 from fer_lightning.labels import EXPRESSION_NAMES
 from fer_lightning.reports.results import write_reports
+from fer_lightning.runs.checkpoints import load_checkpoint
+from fer_lightning.runs.history import checkpoint_history
 from fer_lightning.train import train
 from tests.conftest import DESIGN_METRICS, tiny_overrides
 
@@ -160,34 +157,6 @@ def test_training_leaves_every_result_and_they_agree(compose_config, tiny_datase
     assert [row["epoch"] for row in history] == [1, 2]
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(history[0])
     assert max(row["val/acc"] for row in history) == pytest.approx(experiment["best_val_acc"])
-
-
-def _epoch(history: MetricHistory, epoch: int, logged: dict[str, float]) -> None:
-    """Drives the callback's hooks as Lightning does for one epoch with validation."""
-    trainer = SimpleNamespace(
-        current_epoch=epoch,
-        sanity_checking=False,
-        state=SimpleNamespace(fn=TrainerFn.FITTING),
-        callback_metrics={key: torch.tensor(value) for key, value in logged.items()},
-    )
-    history.on_train_epoch_start(trainer, None)
-    history.on_validation_end(trainer, None)
-    history.on_train_epoch_end(trainer, None)
-
-
-def test_history_state_round_trips_through_a_checkpoint_file(tmp_path):
-    history = MetricHistory()
-    _epoch(history, 0, {"train/loss_epoch": 2.0, "train/acc": 0.3, "val/loss": 2.5, "val/acc": 0.2})
-    _epoch(history, 1, {"train/loss_epoch": 1.5, "train/acc": 0.4, "val/loss": 2.1, "val/acc": 0.3})
-    torch.save({"callbacks": {history.state_key: history.state_dict()}}, tmp_path / "h.ckpt")
-
-    stored = torch.load(tmp_path / "h.ckpt", weights_only=True)
-    restored = MetricHistory()
-    restored.load_state_dict(stored["callbacks"][history.state_key])
-    assert restored.epochs == history.epochs == checkpoint_history(stored)
-    assert [row["epoch"] for row in restored.epochs] == [1, 2]
-    assert restored.epochs[1]["train/loss"] == pytest.approx(1.5)
-    assert restored.epochs[1]["val/acc"] == pytest.approx(0.3)
 
 
 def test_without_history_the_curves_are_skipped(tiny_dataset, tmp_path):

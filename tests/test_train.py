@@ -212,8 +212,8 @@ def test_an_unknown_group_option_is_named_in_one_line():
 
 
 def test_resuming_a_checkpoint_of_another_network_is_refused(compose_config, tiny_dataset):
-    from fer_lightning.checkpoint import resume_checkpoint
     from fer_lightning.errors import ConfigError
+    from fer_lightning.runs.checkpoints import resume_checkpoint
 
     cfg = compose_config(
         "train", [*tiny_overrides(tiny_dataset), "model=tnet", "trainer.fast_dev_run=true"]

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fer_lightning.errors import ConfigError
 from fer_lightning.inference.faces import DEFAULT_MARGIN
 from fer_lightning.labels import EXPRESSION_NAMES
 from fer_lightning.module import trained_net
+from fer_lightning.runs.checkpoints import load_checkpoint
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("expression_logits", "valence_arousal")

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.data.transforms import normalize
 from fer_lightning.errors import ConfigError
 from fer_lightning.inference.faces import Box, FaceDetector, crop_face, whole_image_box
 from fer_lightning.inference.sources import Frame, Skipped
 from fer_lightning.module import trained_net
+from fer_lightning.runs.checkpoints import load_checkpoint
 
 
 @dataclass(frozen=True)

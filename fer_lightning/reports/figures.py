@@ -21,7 +21,7 @@ from matplotlib.patches import Circle
 from sklearn.metrics import confusion_matrix
 
 from fer_lightning.data.decode import decode_rgb
-from fer_lightning.history import best_epoch
+from fer_lightning.runs.history import best_epoch
 
 DPI = 120
 EXAMPLES = 16

@@ -28,9 +28,9 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from fer_lightning.history import best_epoch
 from fer_lightning.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS, per_class_report
 from fer_lightning.reports import figures
+from fer_lightning.runs.history import best_epoch
 
 # The metric suite in docs/metrics.md's order (the module also reports per-class scores, which the
 # classification report holds).

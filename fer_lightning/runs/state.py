@@ -1,9 +1,9 @@
 """What an exact continuation needs beyond Lightning's checkpoints, and the CSV log's continuity.
 
-Used by `fer_lightning.callbacks.FaultTolerance`: the global RNG states (dropout), the running sums
-and metric states behind the epoch's logged values, and the rows of the CSV log up to the
-checkpoint (CSVLogger deletes its file when a run starts, and a killed run may have logged past its
-last checkpoint).
+`fer_lightning.runs.fault_tolerance.FaultTolerance` saves and restores these (docs/resuming.md): the
+global RNG states (dropout), the running sums and metric states behind the epoch's logged values,
+and the rows of the CSV log up to the checkpoint (CSVLogger deletes its file when a run starts, and
+a killed run may have logged past its last checkpoint).
 """
 
 from __future__ import annotations
@@ -18,8 +18,17 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.utilities import rank_zero_only
+
+from fer_lightning.files import atomic_write
+from fer_lightning.runs.lightning_internals import (
+    States,
+    adopt_csv_header,
+    epoch_metric_states,
+    epoch_sums,
+)
 
 LOG_ASIDE = ".resume"  # suffix of a CSV log kept from CSVLogger until the resumed run takes it
 
@@ -56,6 +65,10 @@ def _to(value: Any, device: torch.device) -> Any:
     return [_to(v, device) for v in value]
 
 
+def _on_cpu(states: States) -> States:
+    return {key: {name: _cpu(value) for name, value in s.items()} for key, s in states.items()}
+
+
 def epoch_state(trainer: pl.Trainer) -> dict[str, Any]:
     """What the epoch's logged values have accumulated so far, for a checkpoint within an epoch.
 
@@ -63,20 +76,10 @@ def epoch_state(trainer: pl.Trainer) -> dict[str, Any]:
     logged torchmetrics object (`train/acc`) in the module, and checkpoints neither: a run resumed
     within an epoch would report means of the batches after the resume only.
     """
-    sums, metrics = {}, {}
-    for key, result in trainer.fit_loop.epoch_loop._results.items():
-        if not result.meta.on_epoch:
-            continue
-        if result.is_tensor:
-            sums[key] = {name: _cpu(value) for name, value in result.metric_state.items()}
-        elif result.meta.metric_attribute:
-            metrics[result.meta.metric_attribute] = {
-                name: _cpu(value) for name, value in result.value.metric_state.items()
-            }
-    return {"sums": sums, "metrics": metrics}
+    return {"sums": _on_cpu(epoch_sums(trainer)), "metrics": _on_cpu(epoch_metric_states(trainer))}
 
 
-def load_epoch_metrics(pl_module: pl.LightningModule, metrics: dict[str, Any]) -> None:
+def load_epoch_metrics(pl_module: pl.LightningModule, metrics: States) -> None:
     """Restores the states of the torchmetrics objects the epoch logged (before its next batch)."""
     for attribute, state in metrics.items():
         metric = pl_module.get_submodule(attribute)
@@ -84,24 +87,14 @@ def load_epoch_metrics(pl_module: pl.LightningModule, metrics: dict[str, Any]) -
             setattr(metric, name, _to(value, pl_module.device))
 
 
-def add_epoch_sums(trainer: pl.Trainer, sums: dict[str, Any]) -> None:
-    """Adds the saved sums to those of the first batch after a resume (exactly the same floating-
-    point additions as without the interruption: the fresh sum of one batch is 0 + x = x)."""
-    results = trainer.fit_loop.epoch_loop._results
-    for key, saved in sums.items():
-        if key not in results:
-            continue
-        result = results[key]
-        extreme = result.meta.is_max_reduction or result.meta.is_min_reduction
-        for name, before in saved.items():
-            now = getattr(result, name)
-            before = before.to(now.device)
-            setattr(result, name, result.meta.reduce_fx(before, now) if extreme else before + now)
+def csv_log(logger: CSVLogger) -> Path:
+    """The metrics file of a CSV logger (known before its writer exists, which deletes it)."""
+    return Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
 
 
 def csv_logs(loggers: Iterable[Logger]) -> list[Path]:
     """The metrics files of the CSV loggers among `loggers`."""
-    return [Path(lg.log_dir) / "metrics.csv" for lg in loggers if isinstance(lg, CSVLogger)]
+    return [csv_log(logger) for logger in loggers if isinstance(logger, CSVLogger)]
 
 
 @rank_zero_only
@@ -122,8 +115,7 @@ def restore_logged_rows(logger: CSVLogger, through_step: float) -> None:
 
     Rows after the checkpoint are dropped: the resumed run logs them again.
     """
-    writer = logger.experiment
-    target = Path(writer.metrics_file_path)
+    target = csv_log(logger)
     aside = target.with_name(target.name + LOG_ASIDE)
     if not aside.is_file():
         return
@@ -131,11 +123,9 @@ def restore_logged_rows(logger: CSVLogger, through_step: float) -> None:
         reader = csv.DictReader(file)
         header = list(reader.fieldnames or ())
         rows = [row for row in reader if float(row["step"]) <= through_step]
-    temporary = target.with_name(f".{target.name}.tmp")
-    with temporary.open("w", newline="") as file:
+    adopt_csv_header(logger, header)
+    with atomic_write(target, "w", newline="") as file:
         out = csv.DictWriter(file, fieldnames=header)
         out.writeheader()
         out.writerows(rows)
-    os.replace(temporary, target)
-    writer.metrics_keys = header  # so the writer appends under this header (adding new columns)
     aside.unlink()

@@ -1,5 +1,6 @@
 """Checkpoint files: read safely (weights and plain config, never pickled code), written so that
-no interruption leaves a broken one in place of a good one, and found again when a run resumes."""
+no interruption leaves a broken one in place of a good one, and found again when a run resumes
+(docs/resuming.md)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric.plugins import TorchCheckpointIO
-from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
+from pytorch_lightning.plugins import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_only
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.files import atomic_write, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,27 +42,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def previous_version(path: Path) -> Path:
-    """Where `AtomicCheckpointIO` keeps the version of `path` that a save replaced."""
+    """Where a save keeps the version of `last.ckpt` that it replaced."""
     return path.with_name(f"{path.stem}-prev{path.suffix}")
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Makes renames in `directory` survive a power cut (POSIX leaves them in the page cache)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _keep_previous(path: Path) -> None:
+    """Renames a `last.ckpt` about to be replaced to `last-prev.ckpt`; until the new one is renamed
+    into place only that one exists, and `resume_checkpoint` also looks there."""
+    if path.name == LAST and path.exists():
+        os.replace(path, previous_version(path))
 
 
 def commit_checkpoint(source: Path, path: Path) -> None:
-    """Renames the complete file `source` to `path`. A `last.ckpt` it replaces is kept as
-    `last-prev.ckpt`; between the two renames only that one exists, and `resume_checkpoint` also
-    looks there."""
-    if path.name == LAST and path.exists():
-        os.replace(path, previous_version(path))
+    """Renames the complete file `source` to `path`, keeping the `last.ckpt` it replaces."""
+    _keep_previous(path)
     os.replace(source, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -68,9 +65,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     Lightning's own save writes through a temporary file in the system's temp dir and moves it
     without fsync: the move is a copy when the temp dir is another filesystem, and after a power
-    cut the renamed file may be empty. Here the temporary file sits beside the target, is flushed to
-    disk, then renamed over it. The replaced `last.ckpt` stays as `last-prev.ckpt`, the fallback
-    `resume_checkpoint` uses when the last one cannot be read.
+    cut the renamed file may be empty. Here the checkpoint goes through `atomic_write`. The
+    replaced `last.ckpt` stays as `last-prev.ckpt`, the fallback `resume_checkpoint` uses when the
+    last one cannot be read.
     """
 
     def save_checkpoint(
@@ -79,13 +76,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO.save_checkpoint does not take storage_options")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        with temporary.open("wb") as file:
+        with atomic_write(path) as file:
             torch.save(checkpoint, file)
             file.flush()
-            os.fsync(file.fileno())
-        commit_checkpoint(temporary, path)
+            os.fsync(file.fileno())  # on disk before the good `last.ckpt` is moved aside
+            _keep_previous(path)
 
 
 def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
@@ -159,3 +154,11 @@ def start_over(run_dir: Path, logs: Iterable[Path] = ()) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
     log.info("resume=false: moved the previous attempt's checkpoints, results and logs to %s", old)
+
+
+@rank_zero_only
+def remove_interrupted_saves(run_dir: Path) -> None:
+    """Deletes what saves cut off by a kill left in the run's checkpoint folder: temporary files as
+    large as a checkpoint, each named uniquely, so that no later save would replace them."""
+    for leftover in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)

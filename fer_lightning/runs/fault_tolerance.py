@@ -4,8 +4,7 @@ Lightning's checkpoints restore the weights, optimiser, scheduler, gradient scal
 and the callbacks' states (early stopping, best checkpoint, `MetricHistory`); the training loader
 restores the data order (`fer_lightning/data/resumable.py`). `FaultTolerance` saves often enough
 and on the signals that announce an end, and adds what those checkpoints lack for an exact
-continuation (`fer_lightning/resume.py`). `NonFiniteLoss` keeps nan/inf out of the weights and
-out of every checkpoint.
+continuation (`fer_lightning.runs.state`). The rules are in docs/resuming.md.
 """
 
 from __future__ import annotations
@@ -21,14 +20,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 
-from fer_lightning.checkpoint import LAST, AtomicCheckpointIO, commit_checkpoint
 from fer_lightning.errors import ConfigError
-from fer_lightning.resume import (
-    add_epoch_sums,
+from fer_lightning.runs.checkpoints import LAST, AtomicCheckpointIO, commit_checkpoint
+from fer_lightning.runs.lightning_internals import add_to_epoch_sums, within_epoch
+from fer_lightning.runs.state import (
     epoch_state,
     load_epoch_metrics,
     restore_logged_rows,
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 STATE_KEY = "fer_resume"  # FaultTolerance's part of a checkpoint
 # SIGUSR1: SLURM's `--signal` warning; SIGUSR2: submitit's (hydra/launcher=slurm).
 SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")
-ACTIONS = ("stop", "skip")
 
 
 def exit_status(signum: int) -> int:
@@ -134,16 +132,15 @@ class FaultTolerance(Checkpoint):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        progress = trainer.fit_loop.epoch_progress.current
-        within_epoch = progress.processed < progress.started
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        within = within_epoch(trainer)
         checkpoint[STATE_KEY] = {
             "rng": rng_states(),
             "should_stop": trainer.should_stop,
-            # Within an epoch, the current batch's rows (logged after this hook) precede the
-            # checkpoint; at an epoch's end the loop has already counted the next step.
-            "logged_through_step": step if within_epoch else step - 1,
-            "epoch": epoch_state(trainer) if within_epoch else None,
+            # Loggers record a batch's rows, and its epoch's, under the count of optimizer steps
+            # before the batch's own (one optimizer, automatic optimization): global_step - 1
+            # once the batch has stepped. `_settle` flushes them before the commit.
+            "logged_through_step": trainer.global_step - 1,
+            "epoch": epoch_state(trainer) if within else None,
         }
         self._last_save = time.monotonic()
         self._flush_pending = True
@@ -194,7 +191,7 @@ class FaultTolerance(Checkpoint):
         batch_idx: int,
     ) -> None:
         if self._epoch_sums is not None:
-            add_epoch_sums(trainer, self._epoch_sums)
+            add_to_epoch_sums(trainer, self._epoch_sums)
             self._epoch_sums = None
         self._trained = True
         overdue = self.every_seconds is not None and (
@@ -276,76 +273,3 @@ class FaultTolerance(Checkpoint):
         if callable(earlier) and earlier is not signal.default_int_handler:
             earlier(signum, None)  # e.g. submitit: requeue the job, then exit
         raise SystemExit(exit_status(signum))
-
-
-class NonFiniteLoss(pl.Callback):
-    """What a nan or inf training loss does: `stop` the run, or `skip` that optimizer step.
-
-    The loss is checked before backward, so under `stop` the weights are still those of the last
-    good step; the run ends with a one-line error naming the epoch, batch and step, and the last
-    checkpoint stays as it was. `skip` drops the gradients of that optimizer step (with gradient
-    accumulation, of the whole accumulated step) and warns with a running count; the logged epoch
-    mean of the loss includes the bad batch. Under either action a checkpoint is never written
-    with non-finite weights (they can also come from an infinite gradient of a finite loss).
-    """
-
-    def __init__(self, action: str = "stop") -> None:
-        if action not in ACTIONS:
-            raise ConfigError(
-                f"on_nonfinite_loss must be one of {', '.join(ACTIONS)}, got {action!r}"
-            )
-        self.action = action
-        self.skipped = 0
-        self._skip_step = False
-
-    def on_before_backward(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
-    ) -> None:
-        # One decision for all DDP ranks: they must stop, or skip, together.
-        finite = trainer.strategy.reduce_boolean_decision(
-            bool(torch.isfinite(loss).all()), all=True
-        )
-        if finite:
-            return
-        where = (
-            f"epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx} "
-            f"(optimizer step {trainer.global_step + 1})"
-        )
-        if self.action == "stop":
-            raise ConfigError(
-                f"the training loss is {loss.item()} at {where}: stopped before updating the "
-                "weights, the last checkpoint is intact; lower optimizer.lr, or set "
-                "on_nonfinite_loss=skip"
-            )
-        self._skip_step = True
-        self.skipped += 1
-        log.warning(
-            "the training loss is %s at %s: skipping this optimizer step (%d skipped so far)",
-            loss.item(),
-            where,
-            self.skipped,
-        )
-
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
-    ) -> None:
-        if self._skip_step:
-            optimizer.zero_grad(set_to_none=True)  # optimizers leave parameters without gradients
-            self._skip_step = False
-
-    def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        finite = torch.stack([torch.isfinite(p).all() for p in pl_module.parameters()]).all()
-        if not finite:
-            raise ConfigError(
-                f"the weights are no longer finite at epoch {trainer.current_epoch}, optimizer "
-                f"step {trainer.global_step}: not saving them, the last checkpoint is intact; "
-                "lower optimizer.lr"
-            )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"skipped": self.skipped}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.skipped = state_dict["skipped"]

@@ -19,15 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
-from torch import nn
-from torch.utils.data import DataLoader
 
-from fer_lightning.callbacks import NonFiniteLoss, exit_status
-from fer_lightning.checkpoint import resume_checkpoint, start_over
-from fer_lightning.errors import ConfigError
+from fer_lightning.runs.fault_tolerance import exit_status
 from tests.conftest import tiny_overrides
 
 EVERY = 2  # checkpoint.every_n_steps
@@ -150,84 +144,3 @@ def test_killed_three_times_at_random_the_run_ends_bit_identical(reference, tiny
         assert 0 <= trained - resumed_at <= EVERY  # the rerun repeats at most one interval
     run(args)
     assert_same_run(tmp_path / "run", reference)
-
-
-def test_resume_false_moves_the_earlier_attempt_aside(tmp_path):
-    for name in ("checkpoints/last.ckpt", "results/metrics.json", "csv/metrics.csv"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(name)
-    cfg = OmegaConf.create({"resume": False, "ckpt_path": None})
-    start_over(tmp_path, [tmp_path / "csv" / "metrics.csv"])
-    assert resume_checkpoint(cfg, tmp_path) is None
-    (old,) = tmp_path.glob("old-*")
-    for name in ("checkpoints/last.ckpt", "results/metrics.json", "csv/metrics.csv"):
-        assert (old / name).read_text() == name and not (tmp_path / name).exists()
-
-
-def test_no_readable_checkpoint_is_one_error(tmp_path):
-    (tmp_path / "checkpoints").mkdir()
-    for name in ("last.ckpt", "last-prev.ckpt"):
-        (tmp_path / "checkpoints" / name).write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigError, match="resume=false") as error:
-        resume_checkpoint(OmegaConf.create({"resume": True, "ckpt_path": None}), tmp_path)
-    assert "\n" not in str(error.value)
-    assert len(list((tmp_path / "checkpoints").glob("*.unreadable"))) == 2
-
-
-class NanAt(pl.LightningModule):
-    """A linear model whose loss is nan at one batch; records its weight after every batch."""
-
-    def __init__(self, batch: int) -> None:
-        super().__init__()
-        self.layer = nn.Linear(4, 1)
-        self.nan_batch = batch
-        self.weights: list[torch.Tensor] = []
-
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss = self.layer(batch).pow(2).mean()
-        return loss * float("nan") if batch_idx == self.nan_batch else loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.weights.append(self.layer.weight.detach().clone())
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(torch.randn(24, 4, generator=torch.Generator().manual_seed(0)), 4)
-
-
-def fit(module: pl.LightningModule, action: str) -> tuple[pl.Trainer, NonFiniteLoss]:
-    callback = NonFiniteLoss(action)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback],
-    )
-    trainer.fit(module)
-    return trainer, callback
-
-
-def test_a_nonfinite_loss_stops_before_the_update_naming_the_step():
-    module = NanAt(batch=3)
-    with pytest.raises(ConfigError, match=r"epoch 0, batch 3 \(optimizer step 4\)"):
-        fit(module, "stop")
-    assert len(module.weights) == 3
-    assert torch.equal(module.layer.weight, module.weights[-1])
-
-
-def test_a_nonfinite_loss_can_skip_its_step_and_weights_never_reach_a_checkpoint(tmp_path):
-    module = NanAt(batch=3)
-    trainer, callback = fit(module, "skip")
-    assert callback.skipped == 1 and len(module.weights) == 6
-    assert torch.equal(module.weights[3], module.weights[2])
-    assert not torch.equal(module.weights[4], module.weights[3])
-    with torch.no_grad():
-        module.layer.weight[0, 0] = float("inf")
-    with pytest.raises(ConfigError, match="not saving"):
-        trainer.save_checkpoint(tmp_path / "bad.ckpt")
-    assert not (tmp_path / "bad.ckpt").exists()

@@ -1,0 +1,103 @@
+"""The adapter's hold on Lightning: each function still finds what it relies on in the installed
+release, and names the attribute that is gone when it does not (the adapter's docstring says how
+to extend the tested version range)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from pytorch_lightning.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fer_lightning.runs import lightning_internals as internals
+
+BATCHES = 4
+LOSS = "training_step.train/loss"  # results are keyed by the hook that logged them
+
+
+class Tiny(pl.LightningModule):
+    """Logs what MultiTaskModule logs for its epoch means: a tensor and a torchmetrics object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 1)
+        self.mean = torchmetrics.MeanMetric()
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self.layer(batch).pow(2).mean()
+        self.mean(loss)
+        self.log("train/loss", loss, on_step=True, on_epoch=True)
+        self.log("train/mean", self.mean, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            torch.randn(4 * BATCHES, 4, generator=torch.Generator().manual_seed(0)), 4
+        )
+
+
+class Probe(pl.Callback):
+    """Calls every adapter function where fault tolerance does, and keeps what they return."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx != 1:
+            return
+        sums = internals.epoch_sums(trainer)
+        self.seen.update(
+            within=internals.within_epoch(trainer),
+            sums=sums,
+            metrics=internals.epoch_metric_states(trainer),
+        )
+        before = {name: value.clone() for name, value in sums[LOSS].items()}
+        internals.add_to_epoch_sums(trainer, {LOSS: before})
+        self.seen["doubled"] = internals.epoch_sums(trainer)[LOSS]
+        self.seen["before"] = before
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seen["within_at_end"] = internals.within_epoch(trainer)
+
+
+def test_every_function_finds_what_it_relies_on_in_this_lightning(tmp_path):
+    probe = Probe()
+    logger = CSVLogger(tmp_path, name="csv", version="")
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=logger,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[probe],
+    )
+    trainer.fit(Tiny())
+    seen = probe.seen
+    assert seen["within"] and not seen["within_at_end"]
+    assert set(seen["sums"]) == {LOSS}  # the torchmetrics object's state is the module's
+    assert set(seen["metrics"]) == {"mean"}  # by the metric's attribute in the module
+    assert set(seen["metrics"]["mean"]) == {"mean_value", "weight"}
+    for name, before in seen["before"].items():
+        assert torch.equal(seen["doubled"][name], 2 * before), name
+
+    internals.adopt_csv_header(logger, ["epoch", "step", "train/loss_step"])
+    assert logger.experiment.metrics_keys == ["epoch", "step", "train/loss_step"]
+
+
+def test_a_missing_attribute_is_named():
+    stripped = SimpleNamespace(fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace()))
+    with pytest.raises(internals.LightningChanged, match=r"SimpleNamespace\._results.*internals"):
+        internals.epoch_sums(stripped)
+    with pytest.raises(internals.LightningChanged, match=r"has no SimpleNamespace\.epoch_progress"):
+        internals.within_epoch(stripped)
