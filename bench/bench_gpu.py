@@ -96,7 +96,8 @@ def make_dataset(root: Path, images: int, unique: int, size: int, processes: int
                 for stale in directory.iterdir():
                     stale.unlink()
             directory.mkdir(parents=True, exist_ok=True)
-    # Shard k's train ids are 0..n_k-1 and its val ids continue from n_k (synthetic.py's layout).
+    # Shard k's train ids are 0..n_k-1 and its val ids continue from n_k (the layout of
+    # fer_lightning/data/synthetic/writer.py).
     faces = [(shard, i) for shard, n in zip(drawn, train_sizes, strict=True) for i in range(n)]
     for target_id in range(images):
         shard, source_id = faces[target_id % unique]

@@ -6,8 +6,8 @@ Generates (once, cached) a synthetic AffectNet-layout folder of 224x224 JPEGs, t
 one run:
 
 (a) decode only: OpenCV's imread straight to RGB in a loop, each image a new array (as a plain
-    ``cv2.imread`` returns it: the decode-only rate of the issue), once on one core while the
-    others idle (a1), and once in ``workers`` processes at the same time (a2): the ceiling the
+    ``cv2.imread`` returns it: the decode-only rate the targets refer to), once on one core while
+    the others idle (a1), and once in ``workers`` processes at the same time (a2): the ceiling the
     workers have, as "decode-only images/s per core times workers"; and a stricter ceiling (a3):
     the loader's own decode call into one reused array in ``workers`` processes (no allocation,
     the array always in cache: the fastest a decode gets here; the loader's batch slots are

@@ -1,4 +1,4 @@
-"""The AffectNet metric suite (DESIGN.md section 4) as DDP-safe torchmetrics objects.
+"""The AffectNet metric suite (docs/metrics.md) as DDP-safe torchmetrics objects.
 
 Every metric keeps its state in torchmetrics ``add_state`` buffers, so ``compute()`` gathers all
 ranks' samples exactly once before evaluating, and ``merge_state`` combines separately updated
@@ -234,9 +234,9 @@ class AffectDimensionMetrics(Metric):
 
     Written instead of torchmetrics' PearsonCorrCoef / ConcordanceCorrCoef because those keep
     their moments in the input dtype (float32 here) and ConcordanceCorrCoef uses unbiased (n - 1)
-    variances where DESIGN.md defines CCC with population moments. Plain float64 sums are exact to
-    well below 1e-6 for values in [-1, 1] and reduce across ranks by addition; the min/max states
-    detect a constant series exactly, which the rounded sums cannot.
+    variances where docs/metrics.md defines CCC with population moments. Plain float64 sums are
+    exact to well below 1e-6 for values in [-1, 1] and reduce across ranks by addition; the min/max
+    states detect a constant series exactly, which the rounded sums cannot.
     """
 
     is_differentiable = False
@@ -335,7 +335,8 @@ class MultiTaskMetrics(nn.Module):
         self.arousal.update(va_pred[:, 1], va_target[:, 1])
 
     def compute(self) -> dict[str, Tensor]:
-        """Scalars named as in DESIGN.md, then ``precision_<k>``, ``recall_<k>``, ``f1_<k>``."""
+        """Scalars named as in metrics.json (docs/run-directory.md), then ``precision_<k>``,
+        ``recall_<k>``, ``f1_<k>``."""
         result = self.expression.compute()
         per_class = {k: result.pop(k) for k in list(result) if k not in CLASSIFICATION_KEYS}
         for dimension in ("valence", "arousal"):

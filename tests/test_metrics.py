@@ -32,7 +32,7 @@ from sklearn.preprocessing import label_binarize
 from torch import Tensor
 
 from fer_lightning.metrics import MultiTaskMetrics, per_class_report
-from tests.conftest import DESIGN_METRICS
+from tests.conftest import CONTRACT_METRICS
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -101,7 +101,7 @@ def compute(*batches: Batch) -> dict[str, float]:
 
 
 def assert_matches(result: dict[str, float], expected: dict, tol: float) -> None:
-    assert list(result) == DESIGN_METRICS + PER_CLASS
+    assert list(result) == CONTRACT_METRICS + PER_CLASS
     mismatched = {
         k: (result[k], float(expected[k]))
         for k in result

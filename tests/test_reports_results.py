@@ -27,7 +27,7 @@ from fer_lightning.reports.results import write_reports
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.history import checkpoint_history
 from fer_lightning.train import train
-from tests.conftest import DESIGN_METRICS, tiny_overrides
+from tests.conftest import CONTRACT_METRICS, tiny_overrides
 
 PREDICTION_COLUMNS = [
     "path",
@@ -116,18 +116,18 @@ def test_training_leaves_every_result_and_they_agree(compose_config, tiny_datase
     results = Path(cfg.paths.output_dir) / "results"
 
     metrics = json.loads((results / "metrics.json").read_text())
-    assert {f"test/{name}" for name in DESIGN_METRICS} <= set(metrics)
+    assert {f"test/{name}" for name in CONTRACT_METRICS} <= set(metrics)
     assert metrics["test/acc"] == pytest.approx(returned["acc"])
 
     frame = pd.read_csv(results / "predictions.csv")
     assert list(frame.columns) == PREDICTION_COLUMNS
     reference = recompute(frame)
-    for name in DESIGN_METRICS:
+    for name in CONTRACT_METRICS:
         assert metrics[f"test/{name}"] == pytest.approx(reference[name], abs=1e-6), name
 
     evaluation = pd.read_csv(results / "evaluation_metrics.csv")
     assert list(evaluation.columns) == ["metric", "value"]
-    assert list(evaluation["metric"]) == [f"test/{name}" for name in DESIGN_METRICS]
+    assert list(evaluation["metric"]) == [f"test/{name}" for name in CONTRACT_METRICS]
     for name, value in zip(evaluation["metric"], evaluation["value"], strict=True):
         assert value == pytest.approx(metrics[name], rel=1e-5, abs=1e-6)
 
@@ -170,7 +170,7 @@ def test_without_history_the_curves_are_skipped(tiny_dataset, tmp_path):
         "probs": rng.dirichlet(np.ones(8), 20).astype(np.float32),
         "va_pred": (va * 0.5).astype(np.float32),
     }
-    metrics = {name: 0.5 for name in DESIGN_METRICS}
+    metrics = {name: 0.5 for name in CONTRACT_METRICS}
     write_reports({"metrics": metrics, "outputs": outputs}, paths, tmp_path, EXPRESSION_NAMES)
 
     for name in PER_SAMPLE_FIGURES:

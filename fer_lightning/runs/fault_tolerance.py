@@ -2,7 +2,7 @@
 
 Lightning's checkpoints restore the weights, optimiser, scheduler, gradient scaler, loop position
 and the callbacks' states (early stopping, best checkpoint, `MetricHistory`); the training loader
-restores the data order (`fer_lightning/data/resumable.py`). `FaultTolerance` saves often enough
+restores the data order (`fer_lightning/data/loaders.py`). `FaultTolerance` saves often enough
 and on the signals that announce an end, and adds what those checkpoints lack for an exact
 continuation (`fer_lightning.runs.state`). The rules are in docs/resuming.md.
 """
