@@ -14,9 +14,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from fer_lightning.errors import ConfigError
-from fer_lightning.models import tnet
 from fer_lightning.models.backbones import torchvision_backbone, torchvision_names
 from fer_lightning.models.multitask import MultiTaskNet
+from fer_lightning.models.tnet import TNetFeatures
 from fer_lightning.paths import CONFIG_DIR
 
 # Our short names for torchvision models; every torchvision name works as well.
@@ -74,7 +74,7 @@ def create_model(
                 "tnet has no pretrained weights (it is this project's own network): "
                 "use model.pretrained=false"
             )
-        backbone, feature_dim = tnet.TNetFeatures(image_size), tnet.TNetFeatures.out_features
+        backbone, feature_dim = TNetFeatures(image_size), TNetFeatures.out_features
     elif name in ALIASES or name in torchvision_names():
         backbone, feature_dim = torchvision_backbone(
             ALIASES.get(name, name), image_size, pretrained
