@@ -36,6 +36,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_args: object)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); the result gets the mode a plain open would give.
+        os.chmod(temporary, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **open_args) as file:
             yield file
             file.flush()
@@ -46,6 +48,21 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_args: object)
             os.unlink(temporary)
         raise
     fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it where the system allows (setting it to read it
+    would briefly change it for every other thread)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
