@@ -19,7 +19,7 @@ from fer_lightning.data.synthetic import ensure_synthetic
 from fer_lightning.models import register_model_configs
 from fer_lightning.paths import CONFIG_DIR
 
-# DESIGN.md section 4's metric names, written out: the contract the code is checked against.
+# README's metric names (Results), written out: the contract the code is checked against.
 DESIGN_METRICS = [
     "acc",
     "f1_macro",

@@ -72,7 +72,7 @@ EXPERIMENT_COLUMNS = {
 
 
 def recompute(frame: pd.DataFrame) -> dict[str, float]:
-    """The suite from predictions.csv with the reference libraries (DESIGN.md section 4)."""
+    """The suite from predictions.csv with the reference libraries (README, Results)."""
     y, p = frame["true_expression"].to_numpy(), frame["pred_expression"].to_numpy()
     probs = frame[[f"prob_{k}" for k in range(8)]].to_numpy()
     present = [k for k in range(8) if (y == k).any()]
