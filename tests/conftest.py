@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch import nn
 
 from fer_lightning.cli import register_resolvers
 from fer_lightning.data.synthetic.writer import ensure_synthetic
@@ -35,6 +39,10 @@ CONTRACT_METRICS = [
     "arousal_ccc",
 ]
 TINY = {"train_size": 240, "val_size": 64, "image_size": 32, "seed": 0}
+# README: networks take RGB scaled to [0, 1], normalised with ImageNet's statistics; typed in here
+# so that the tests' own computations do not borrow the code's.
+MEAN = np.array([0.485, 0.456, 0.406])
+STD = np.array([0.229, 0.224, 0.225])
 
 torch.set_num_threads(1)
 
@@ -61,21 +69,84 @@ def tiny_overrides(root: Path) -> list[str]:
     ]
 
 
+def compose_in(directory: Path, name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
+    """Composes a config of conf/ as the apps do, writing into `directory`/run."""
+    register_resolvers()
+    register_model_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(
+            config_name=name,
+            overrides=[
+                f"paths.root_dir={directory}",
+                f"paths.output_dir={directory / 'run'}",
+                *overrides,
+            ],
+        )
+
+
 @pytest.fixture
 def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
     """Composes a config of conf/ as the apps do, writing into a temporary run directory."""
-    register_resolvers()
-    register_model_configs()
 
     def _compose(name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose(
-                config_name=name,
-                overrides=[
-                    f"paths.root_dir={tmp_path}",
-                    f"paths.output_dir={tmp_path / 'run'}",
-                    *overrides,
-                ],
-            )
+        return compose_in(tmp_path, name, overrides)
 
     return _compose
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run directory of one short, tested training run of T-Net on the tiny dataset, shared by
+    the tests that check what train, eval and predict make of its checkpoints."""
+    from fer_lightning.train import train
+
+    overrides = ["model=tnet", "optimizer.lr=3e-3", "trainer.max_epochs=2"]
+    cfg = compose_in(
+        tmp_path_factory.mktemp("trained"), "train", [*tiny_overrides(tiny_dataset), *overrides]
+    )
+    train(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+def checkpoint_network(path: Path) -> nn.Module:
+    """The network a checkpoint holds, rebuilt by the test from the file's model config and
+    weights (strictly: every weight must load), in eval mode."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    net = instantiate({**checkpoint["fer_config"]["model"], "pretrained": False})
+    prefix = "net."
+    weights = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    net.load_state_dict(weights, strict=True)
+    return net.eval()
+
+
+def decode_plain(path: str | Path, size: int) -> np.ndarray:
+    """An image file as uint8 RGB [size, size, 3], decoded and resized with plain OpenCV calls."""
+    image = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    if image.shape[:2] != (size, size):
+        shrink = image.shape[0] > size
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        image = cv2.resize(image, (size, size), interpolation=interpolation)
+    return image
+
+
+def network_outputs(
+    net: nn.Module, images: np.ndarray, flip: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities [N, C] and valence/arousal [N, 2] of uint8 RGB images [N, H, W, 3];
+    with `flip`, logits and valence/arousal averaged with those of the mirrored images."""
+    x = torch.from_numpy(((images / 255.0 - MEAN) / STD).astype(np.float32)).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        logits, va = net(x)
+        if flip:
+            flipped_logits, flipped_va = net(x.flip(-1))
+            logits, va = (logits + flipped_logits) / 2, (va + flipped_va) / 2
+    return logits.softmax(dim=1).numpy(), va.numpy()
+
+
+def annotation(image_path: str | Path, part: str) -> float:
+    """An AffectNet annotation (`exp`, `val` or `aro`) of an image, read from its .npy file."""
+    image_path = Path(image_path)
+    file = image_path.parent.parent / "annotations" / f"{image_path.stem}_{part}.npy"
+    return float(np.load(file))

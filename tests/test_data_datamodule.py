@@ -13,7 +13,8 @@ from hydra.utils import instantiate
 
 from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
-from tests.data_fixtures import make_dataset, quiet_trainer
+from tests.conftest import decode_plain
+from tests.data_fixtures import SIZE, make_dataset, quiet_trainer
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 # Both stages: an albumentations pipeline, then in-place transforms, on the sample's HWC slot.
@@ -62,13 +63,20 @@ def test_batches_have_the_documented_format(dataset):
         assert torch.equal(moved["expression"], batch["expression"])
 
 
-def test_eval_batches_are_unaugmented_and_in_order(dataset):
-    dm = prepared(dataset, **AUGMENT)
-    batch = next(iter(dm.val_dataloader()))
-    assert batch["index"].tolist() == list(range(8))
-    plain = prepared(dataset)
-    assert torch.equal(batch["image"], next(iter(plain.val_dataloader()))["image"])
-    assert len(dm.sample_paths("val")) == dm.split_sizes["val"] == 16
+def test_val_and_test_samples_are_never_augmented(dataset):
+    # At the stored size, so the plain decode involves no resize.
+    dm = prepared(dataset, **AUGMENT, image_size=SIZE, num_workers=2)
+    for part, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
+        paths = dm.sample_paths(part)
+        expected = np.stack([decode_plain(path, SIZE) for path in paths])
+        for epoch in (0, 3):
+            loader.sampler.set_epoch(epoch)
+            batches = list(loader)
+            indices = torch.cat([b["index"] for b in batches])
+            assert indices.tolist() == list(range(len(paths))), part  # every sample, in order
+            images = torch.cat([b["image"] for b in batches]).permute(0, 2, 3, 1).numpy()
+            np.testing.assert_array_equal(images, expected, err_msg=f"{part}, epoch {epoch}")
+    assert dm.split_sizes["val"] == 16 and dm.split_sizes["test"] > 0
 
 
 def test_normalize_on_cpu_matches_the_formula_for_any_layout():

@@ -122,7 +122,6 @@ def test_gathered_outputs_are_in_sample_order():
 
 
 def test_the_slurm_launcher_starts_one_task_per_gpu_on_every_node(compose_config):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     compose_config()  # registers the project's resolvers and model configs
     overrides = ["hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,54 @@ def test_an_unknown_format_is_a_one_line_error(compose_config, tmp_path):
     with pytest.raises(ConfigError, match="unknown format 'tflite'") as caught:
         export(cfg)
     assert "\n" not in str(caught.value)
+
+
+@pytest.fixture
+def perturbed_exports(monkeypatch):
+    """Makes every ONNX and TorchScript export write a copy of the network with its weights
+    scaled by 1.01: a broken exporter, which the export's own check must catch."""
+
+    def perturbed(net: torch.nn.Module) -> torch.nn.Module:
+        copy = deepcopy(net)
+        with torch.no_grad():
+            for parameter in copy.parameters():
+                parameter.mul_(1.01)
+        return copy
+
+    onnx_export, trace = torch.onnx.export, torch.jit.trace
+    monkeypatch.setattr(
+        torch.onnx, "export", lambda net, *args, **kw: onnx_export(perturbed(net), *args, **kw)
+    )
+    monkeypatch.setattr(
+        torch.jit, "trace", lambda net, *args, **kw: trace(perturbed(net), *args, **kw)
+    )
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_export_that_differs_from_pytorch_fails(
+    compose_config, tmp_path, perturbed_exports, fmt
+):
+    checkpoint = save_checkpoint(tmp_path / "tnet.ckpt")
+    cfg = compose_config("export", [f"ckpt_path={checkpoint}", f"format={fmt}"])
+    with pytest.raises(ConfigError, match="differs from the PyTorch model") as caught:
+        export(cfg)
+    assert "\n" not in str(caught.value)
+    assert not Path(f"{cfg.output}.json").exists()  # no model card for a failed export
+
+    # The difference is measured, not assumed: a loose enough tolerance lets the same export pass.
+    loose = compose_config("export", [f"ckpt_path={checkpoint}", f"format={fmt}", "tolerance=10"])
+    exported = export(loose)
+    x = torch.randn(3, 3, 48, 48)
+    if fmt == "onnx":
+        session = onnxruntime.InferenceSession(
+            str(exported.model), providers=["CPUExecutionProvider"]
+        )
+        got = session.run(["expression_logits", "valence_arousal"], {"image": x.numpy()})
+    else:
+        with torch.inference_mode():
+            got = [t.numpy() for t in torch.jit.load(str(exported.model))(x)]
+    own = max(
+        float(np.abs(e - g).max()) for e, g in zip(pytorch_outputs(checkpoint, x), got, strict=True)
+    )
+    assert own > 1e-3 and exported.max_abs_diff > 1e-4
+    assert exported.max_abs_diff == pytest.approx(own, rel=0.5)

@@ -37,4 +37,8 @@ def test_notebook_runs(path, tiny_dataset, loss_sweep, monkeypatch):
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
-    client.execute()  # raises CellExecutionError, with the failing cell, if a cell fails
+    executed = client.execute()  # raises CellExecutionError, with the failing cell, if one fails
+    code = [cell for cell in executed.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in code), "a code cell did not run"
+    figures = [o for cell in code for o in cell.outputs if "image/png" in o.get("data", {})]
+    assert figures, f"{path.name} drew no figure"

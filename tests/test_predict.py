@@ -18,14 +18,18 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.inference.faces import Box, crop_face
 from fer_lightning.models import create_model
 from fer_lightning.predict import predict
+from tests.conftest import checkpoint_network, decode_plain, network_outputs
 
 # Eileen Collins' face in skimage's 512x512 astronaut photograph, checked by eye (x, y, w, h).
 ASTRONAUT_FACE = (177, 64, 96, 100)
 
 
 def save_checkpoint(path: Path, name: str = "tnet", image_size: int = 48) -> Path:
-    """An untrained checkpoint with the keys a trained one has (plus Lightning's, not needed)."""
-    net = create_model(name, image_size=image_size, head_hidden=0, dropout=0.2)
+    """An untrained checkpoint with the keys a trained one has (plus Lightning's, not needed);
+    its weights are the same in every session."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = create_model(name, image_size=image_size, head_hidden=0, dropout=0.2)
     model = {
         "_target_": "fer_lightning.models.create_model",
         "name": name,
@@ -102,6 +106,61 @@ def test_finds_the_astronauts_face_and_writes_one_row(
     assert (summary.faces, summary.without_face) == (1, 0)
     assert summary.faces_per_second > 0
     assert (Path(cfg.annotated_dir) / "astronaut.jpg").is_file()
+
+
+def assert_rows_are_the_network_on_their_crops(
+    rows: list[dict[str, str]], crops: list[np.ndarray], checkpoint: Path
+) -> None:
+    """Every CSV column of every row equals the checkpoint's network run by the test on its crop."""
+    probs, va = network_outputs(checkpoint_network(checkpoint), np.stack(crops))
+    for row, p, (valence, arousal) in zip(rows, probs, va, strict=True):
+        got = [float(row[f"prob_{k}"]) for k in range(8)]
+        np.testing.assert_allclose(got, p, atol=1e-5, err_msg=row["source"])
+        assert int(row["expression"]) == int(p.argmax()), row["source"]
+        assert float(row["valence"]) == pytest.approx(valence, abs=1e-5), row["source"]
+        assert float(row["arousal"]) == pytest.approx(arousal, abs=1e-5), row["source"]
+
+
+def test_each_row_is_the_network_on_its_crop(compose_config, checkpoint, astronaut_jpg, tmp_path):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(6):  # already cut faces at the network's input size: the crop is the image
+        image = cv2.GaussianBlur(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), (0, 0), 1)
+        cv2.imwrite(str(folder / f"face_{i}.png"), image)
+    cfg = compose_config(
+        "predict",
+        [f"ckpt_path={checkpoint}", f"input={folder}", "detect_faces=false", "batch_size=4"],
+    )
+    predict(cfg)
+    rows = sorted(read_rows(Path(cfg.output)), key=lambda row: row["source"])
+    assert [Path(row["source"]).name for row in rows] == [f"face_{i}.png" for i in range(6)]
+    assert all([row[k] for k in "xywh"] == ["0", "0", "48", "48"] for row in rows)
+    crops = [decode_plain(row["source"], 48) for row in rows]
+    assert_rows_are_the_network_on_their_crops(rows, crops, checkpoint)
+    # Valence and arousal far enough apart that writing one for the other shows.
+    assert max(abs(float(row["valence"]) - float(row["arousal"])) for row in rows) > 1e-3
+
+    # Detected faces (the photograph twice, side by side): the boxes OpenCV's cascade finds, and
+    # each row the network on the crop around its box, with the configured margin.
+    pair = tmp_path / "pair.png"
+    cv2.imwrite(str(pair), np.hstack([cv2.imread(str(astronaut_jpg))] * 2))
+    cfg = compose_config("predict", [f"ckpt_path={checkpoint}", f"input={pair}"])
+    predict(cfg)
+    rows = read_rows(Path(cfg.output))
+    boxes = [Box(*(int(row[k]) for k in "xywh")) for row in rows]
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    found = cascade.detectMultiScale(
+        cv2.cvtColor(cv2.imread(str(pair)), cv2.COLOR_BGR2GRAY),
+        scaleFactor=cfg.detector.scale_factor,
+        minNeighbors=cfg.detector.min_neighbors,
+        minSize=(cfg.detector.min_size, cfg.detector.min_size),
+    )
+    assert len(boxes) == 2
+    assert [(b.x, b.y, b.w, b.h) for b in boxes] == sorted(tuple(map(int, f)) for f in found)
+    image = cv2.imread(str(pair))
+    crops = [crop_face(image, box, 48, margin=cfg.margin) for box in boxes]
+    assert_rows_are_the_network_on_their_crops(rows, crops, checkpoint)
 
 
 def test_crops_are_rgb_square_and_padded_black_at_the_border():

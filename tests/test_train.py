@@ -8,13 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
-from hydra.utils import instantiate
+import torch
+from sklearn.utils.class_weight import compute_class_weight
 
 from fer_lightning.eval import evaluate
 from fer_lightning.paths import CONFIG_DIR
 from fer_lightning.train import train
-from tests.conftest import tiny_overrides
+from tests.conftest import annotation, tiny_overrides
+from tests.test_eval import assert_matches_the_network
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -90,15 +94,53 @@ def test_training_lowers_the_loss_and_leaves_its_files(compose_config, tiny_data
     assert set(evaluated) == set(metrics)
 
 
-def test_class_weights_come_from_the_training_split(compose_config, tiny_dataset):
-    cfg = compose_config("train", [*tiny_overrides(tiny_dataset), "model=tnet"])
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    weights = datamodule.class_weights()
-    # Happy is the most frequent class in AffectNet's (and the synthetic) training split.
-    assert weights.argmin().item() == 1
-    assert weights.max() > 3 * weights.min()
+def test_results_are_the_best_checkpoints_network_on_the_test_samples(trained_run):
+    (best,) = (trained_run / "checkpoints").glob("best-*.ckpt")
+    assert_matches_the_network(trained_run / "results", best, "test", flip=False)
+
+
+def loss_class_weights(checkpoint: Path) -> np.ndarray:
+    """The class weights the checkpoint's loss applies to cross-entropy."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    (key,) = [k for k in state if k.startswith("loss.") and k.endswith("class_weights")]
+    return state[key].numpy()
+
+
+def test_the_loss_uses_sklearns_balanced_weights_of_the_training_split(trained_run, tiny_dataset):
+    # Holdout protocol: the training split is train_set less the test split (predictions.csv).
+    tested = set(pd.read_csv(trained_run / "results" / "predictions.csv")["path"])
+    training = [
+        p for p in (tiny_dataset / "train_set" / "images").iterdir() if str(p) not in tested
+    ]
+    assert len(tested) > 0 and len(training) == len(list(training[0].parent.iterdir())) - len(
+        tested
+    )
+    labels = np.array([int(annotation(path, "exp")) for path in training])
+    expected = compute_class_weight("balanced", classes=np.arange(8), y=labels)
+    assert expected.max() > 2 * expected.min()  # imbalanced enough for the check to mean something
+    for checkpoint in (trained_run / "checkpoints").glob("*.ckpt"):
+        np.testing.assert_allclose(loss_class_weights(checkpoint), expected, rtol=1e-6)
+
+
+def test_a_balanced_sampler_leaves_the_loss_unweighted(compose_config, tiny_dataset):
+    short = [
+        "trainer.max_epochs=1",
+        "++trainer.limit_train_batches=1",
+        "++trainer.limit_val_batches=1",
+    ]
+    cfg = compose_config(
+        "train",
+        [
+            *tiny_overrides(tiny_dataset),
+            "model=tnet",
+            "data.sampler=balanced",
+            "test=false",
+            *short,
+        ],
+    )
+    train(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    np.testing.assert_array_equal(loss_class_weights(last), np.ones(8))
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:

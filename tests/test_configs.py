@@ -1,0 +1,183 @@
+"""Every config group README.md documents holds the values README says it does.
+
+The expected values are typed in from README.md (and, for the paper experiments, from the header
+of each experiment's file, which states the original project's settings); a config that drifts from
+its documentation fails here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+from fer_lightning.data.datamodule import AffectNetDataModule
+
+
+def _batch():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 8, generator=generator)
+    va_pred = torch.rand(64, 2, generator=generator) * 2 - 1
+    expression = torch.arange(64) % 8
+    va_target = (va_pred + 0.5 * torch.randn(64, 2, generator=generator)).clamp(-1, 1)
+    return logits, va_pred, expression, va_target
+
+
+def _mse(p: torch.Tensor, y: torch.Tensor) -> float:
+    return float(((p - y) ** 2).mean())
+
+
+def _ccc_term(p: torch.Tensor, y: torch.Tensor) -> float:
+    p, y = p.double().numpy(), y.double().numpy()
+    ccc = 2 * np.cov(p, y, bias=True)[0, 1] / (p.var() + y.var() + (p.mean() - y.mean()) ** 2)
+    return (1 - ccc) / 2
+
+
+# README "Loss functions": group -> (w_expression, w_valence, w_arousal, regression term).
+LOSS_GROUPS = {
+    "paper": (0.9, 0.05, 0.05, _mse),
+    "equal": (1.0, 1.0, 1.0, _mse),
+    "ccc": (1.0, 1.0, 1.0, _ccc_term),
+    # Kendall et al. with s = 0 at the start: CE + MSE_v / 2 + MSE_a / 2.
+    "uncertainty": (1.0, 0.5, 0.5, _mse),
+}
+
+
+@pytest.mark.parametrize("group", LOSS_GROUPS)
+def test_each_loss_group_computes_what_readme_says(compose_config, group):
+    cfg = compose_config("train", [f"loss={group}"])
+    loss = instantiate(cfg.loss)
+    class_weights = torch.linspace(0.5, 3.0, 8)
+    loss.set_class_weights(class_weights)  # every group's CE is class-weighted (README)
+    logits, va_pred, expression, va_target = _batch()
+    total = float(loss(logits, va_pred, expression, va_target)["loss"])
+
+    w_e, w_v, w_a, regression = LOSS_GROUPS[group]
+    ce = float(F.cross_entropy(logits, expression, weight=class_weights))
+    valence = regression(va_pred[:, 0], va_target[:, 0])
+    arousal = regression(va_pred[:, 1], va_target[:, 1])
+    assert total == pytest.approx(w_e * ce + w_v * valence + w_a * arousal, rel=1e-5)
+
+
+def test_the_default_groups_are_readmes(compose_config):
+    cfg = compose_config("train")
+    choices = {
+        "data": cfg.data._target_.endswith("AffectNetDataModule") and cfg.data.root == "Dataset/",
+        "loss": list(cfg.loss.weights.values()) == [0.9, 0.05, 0.05],
+        "optimizer": cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-4,
+        "scheduler": cfg.scheduler._target_.endswith("CosineAnnealingLR"),
+        "logger": list(cfg.logger) == ["csv"],
+    }
+    assert all(choices.values()), choices
+    # README "Common keys" and "Runs and resuming".
+    assert cfg.callbacks.monitor.metric == "val/acc"
+    assert cfg.checkpoint.every_minutes == 10
+    assert cfg.on_nonfinite_loss == "stop"
+    assert cfg.resume is True
+
+
+@pytest.mark.parametrize(
+    ("group", "optimizer", "lr"),
+    [
+        ("adam", torch.optim.Adam, 1e-4),
+        ("adamw", torch.optim.AdamW, None),
+        ("sgd", torch.optim.SGD, None),
+    ],
+)
+def test_each_optimizer_group_builds_its_optimizer(compose_config, group, optimizer, lr):
+    cfg = compose_config("train", [f"optimizer={group}"])
+    built = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+    assert type(built) is optimizer
+    if lr is not None:
+        assert built.defaults["lr"] == lr
+
+
+def test_the_cosine_schedule_ends_at_1e_7_after_the_last_epoch(compose_config):
+    cfg = compose_config("train", ["scheduler=cosine", "trainer.max_epochs=7"])
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    scheduler = instantiate(cfg.scheduler)(optimizer)
+    for _ in range(7):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-7, rel=1e-6)
+    assert not compose_config("train", ["scheduler=none"]).get("scheduler")
+
+
+def test_the_trainer_presets(compose_config):
+    def trainer(name: str):
+        return compose_config("train", [f"trainer={name}"]).trainer
+
+    assert trainer("cpu").accelerator == "cpu"
+    gpu = trainer("gpu")
+    assert gpu.accelerator == "gpu" and gpu.precision in ("bf16-mixed", "16-mixed")
+    assert gpu.benchmark is True  # cuDNN autotuning
+    ddp = trainer("ddp")
+    assert ddp.strategy == "ddp" and ddp.devices == "auto"  # every GPU of this machine
+    assert ddp.accelerator == "gpu" and ddp.precision == gpu.precision
+    for name in ("default", "cpu", "gpu", "ddp"):
+        # The project's sampler shards every split itself (README "Multiple GPUs").
+        assert trainer(name).use_distributed_sampler is False, name
+
+
+# The header of each paper experiment: model, batch size, epochs (Adam 1e-4, cosine to 1e-7,
+# no pretraining, the 80/20 holdout protocol, the paper's loss ratio).
+PAPER_EXPERIMENTS = {
+    "paper_squeezenet": ("squeezenet", 128, 30),
+    "paper_tnet": ("tnet", 512, 30),
+    "paper_efficientnet": ("efficientnet_b0", 32, 12),
+    "paper_mobilenet": ("mobilenet_v3_large", 512, 12),
+}
+
+
+@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
+def test_the_paper_experiments_hold_the_original_settings(compose_config, experiment):
+    cfg = compose_config("train", [f"experiment={experiment}"])
+    model, batch_size, epochs = PAPER_EXPERIMENTS[experiment]
+    assert (cfg.model.name, cfg.data.batch_size, cfg.trainer.max_epochs) == (
+        model,
+        batch_size,
+        epochs,
+    )
+    assert cfg.model.pretrained is False
+    assert cfg.data._target_.endswith("AffectNetDataModule") and cfg.data.synthetic is None
+    assert (cfg.data.protocol, cfg.data.test_fraction) == ("holdout", 0.2)
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-4
+    assert cfg.scheduler.eta_min == 1e-7 and cfg.scheduler.T_max == epochs
+    assert dict(cfg.loss.weights) == {"expression": 0.9, "valence": 0.05, "arousal": 0.05}
+    assert cfg.callbacks.early_stopping is None  # every epoch runs, the best one is kept
+
+
+def test_the_quickstart_experiment(compose_config):
+    # README "Quick start": synthetic faces (4,000 training, 800 validation), T-Net, 10 epochs,
+    # on the CPU, under Dataset/synthetic/.
+    cfg = compose_config("train", ["experiment=quickstart"])
+    assert cfg.data.root == "Dataset/synthetic"
+    assert (cfg.data.synthetic.train_size, cfg.data.synthetic.val_size) == (4000, 800)
+    assert (cfg.model.name, cfg.trainer.max_epochs, cfg.trainer.accelerator) == ("tnet", 10, "cpu")
+
+
+def test_the_data_defaults(compose_config):
+    cfg = compose_config("train", ["seed=5"])
+    data = cfg.data
+    # README "Real data": holdout 80/20 by default, official validates on 5%; 8 classes.
+    assert (data.protocol, data.test_fraction, data.val_fraction) == ("holdout", 0.2, 0.05)
+    assert (data.classes, data.num_classes, data.seed) == (8, 8, 5)
+    # Class-weighted CE, not balanced sampling; the threads loader.
+    assert (data.sampler, data.loader) == ("shuffle", "threads")
+    # Augmentation: horizontal flip p=0.5 and Gaussian noise p=0.5, nothing from albumentations.
+    assert list(data.augment) == []
+    module = instantiate(data)
+    assert isinstance(module, AffectNetDataModule)
+    flip, noise = module.augment_inplace
+    assert (type(flip).__name__, flip.p) == ("InPlaceHorizontalFlip", 0.5)
+    assert (type(noise).__name__, noise.p) == ("InPlaceGaussNoise", 0.5)
+
+
+def test_eval_and_predict_defaults(compose_config):
+    # README "Results": eval scores the test split, without test-time augmentation, by default.
+    cfg = compose_config("eval", ["ckpt_path=x.ckpt"])
+    assert (cfg.split, cfg.tta) == ("test", None)
+    cfg = compose_config("predict", ["ckpt_path=x.ckpt", "input=x.jpg"])
+    assert cfg.detect_faces is True  # "detect_faces=false takes each image as one face"
