@@ -163,7 +163,9 @@ def test_the_data_defaults(compose_config):
     data = cfg.data
     # README "Real data": holdout 80/20 by default, official validates on 5%; 8 classes.
     assert (data.protocol, data.test_fraction, data.val_fraction) == ("holdout", 0.2, 0.05)
-    assert (data.classes, data.num_classes, data.seed) == (8, 8, 5)
+    assert (data.classes, data.seed) == (8, 5)
+    # The class count's one home: the model and the loss read it from data.classes.
+    assert (cfg.model.num_classes, cfg.loss.num_classes) == (8, 8)
     # Class-weighted CE, not balanced sampling; the threads loader.
     assert (data.sampler, data.loader) == ("shuffle", "threads")
     # Augmentation: horizontal flip p=0.5 and Gaussian noise p=0.5, nothing from albumentations.
