@@ -1,27 +1,29 @@
 """End-to-end training throughput per model, and the time one AffectNet epoch would take.
 
     python bench/bench_gpu.py                     # on a GPU: 50,000 images at 224, four models
-    python bench/bench_gpu.py --images 64 --image-size 32 --steps 3 --models tnet --accelerator cpu
+    python bench/bench_gpu.py images=64 image_size=32 steps=3 models=[tnet] accelerator=cpu
+
+Arguments are `key=value` as for every command of the project (DEFAULTS below; without a GPU the
+defaults are CPU-sized, CPU_DEFAULTS). A mistake is one line on stderr and exit status 2.
 
 What is timed is what `python -m fer_lightning.train trainer=gpu model=NAME` runs: the config is
-composed from conf/ with those overrides (trainer=cpu settings with --accelerator cpu), and the
+composed from conf/ with those overrides (trainer=cpu settings with accelerator=cpu), and the
 project's datamodule (JPEG decode + augmentation in workers, uint8 batches from pinned memory,
 normalisation on the device), module (loss, metrics, logging) and Lightning Trainer (mixed
-precision, cudnn.benchmark, channels-last) train for --warmup + --steps batches. A callback times
-the last --steps of them, each one complete (wait for data, transfer, forward, backward, step),
+precision, cudnn.benchmark, channels-last) train for warmup + steps batches. A callback times
+the last `steps` of them, each one complete (wait for data, transfer, forward, backward, step),
 and reports where the batch was normalised, which shows that happened on the device.
 
 The dataset is AffectNet's layout (train_set/, val_set/ with images and annotations), made by
-fer_lightning.data.synthetic: --unique distinct faces are drawn by a pool of processes (one shard
+fer_lightning.data.synthetic: `unique` distinct faces are drawn by a pool of processes (one shard
 of the ids each, so drawing 5,000 faces at 224 takes seconds rather than the ~10 minutes 50,000
-would take), then hard-linked to --images training ids. Decoding cost per image is the same as
+would take), then hard-linked to `images` training ids. Decoding cost per image is the same as
 for distinct images; repeats only make the page cache's job easier, and AffectNet at 224 (~6 GB)
-fits a GPU machine's page cache after its first epoch anyway. The set is cached in --data-dir.
+fits a GPU machine's page cache after its first epoch anyway. The set is cached in `data_dir`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -30,6 +32,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytorch_lightning as pl
 import torch
@@ -37,12 +40,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fer_lightning.cli import register_resolvers
+from fer_lightning.cli import parse_key_values, register_resolvers, run_command
 from fer_lightning.data.synthetic.writer import ensure_synthetic
+from fer_lightning.errors import ConfigError
 from fer_lightning.labels import SUBSETS
 from fer_lightning.models import register_model_configs
 from fer_lightning.module import MultiTaskModule
-from fer_lightning.paths import CONFIG_DIR
+from fer_lightning.paths import CONFIG_DIR, user_cache_dir
 
 PAPER_MODELS = ("tnet", "squeezenet", "mobilenet_v3_large", "efficientnet_b0")
 AFFECTNET_TRAIN = 230_120  # the original project's training split (80% of train_set)
@@ -154,11 +158,10 @@ class StepTimer(pl.Callback):
                 self.seconds = self._now(pl_module) - self.started
 
 
-def bench_config(model: str, root: Path, args: argparse.Namespace, out: Path) -> DictConfig:
+def bench_config(model: str, root: Path, args: SimpleNamespace, out: Path) -> DictConfig:
     """The training config of `model` as the train app composes it, set up for timing only."""
     trainer = ["trainer=gpu"] if args.accelerator == "gpu" else ["trainer=cpu"]
     overrides = [
-        f"paths.root_dir={out}",
         f"paths.output_dir={out}",
         "data=affectnet",
         f"data.root={root}",
@@ -194,13 +197,13 @@ def warn_if_shared_memory_is_small(data: DictConfig) -> None:
     if shm.is_dir() and shutil.disk_usage(shm).total < need:
         print(
             f"warning: /dev/shm holds {shutil.disk_usage(shm).total / 2**20:.0f} MiB, but the "
-            f"loader may keep {need / 2**20:.0f} MiB of batches in flight: lower --workers or "
-            "--batch-size, or give the container more shared memory",
+            f"loader may keep {need / 2**20:.0f} MiB of batches in flight: lower workers= or "
+            "batch_size=, or give the container more shared memory",
             file=sys.stderr,
         )
 
 
-def bench_model(model: str, root: Path, args: argparse.Namespace) -> dict[str, object]:
+def bench_model(model: str, root: Path, args: SimpleNamespace) -> dict[str, object]:
     """Images per second of training `model` end to end, with what the run used."""
     with tempfile.TemporaryDirectory() as out:
         cfg = bench_config(model, root, args, Path(out))
@@ -252,33 +255,51 @@ def print_table(rows: list[dict[str, object]], image_size: int) -> None:
             print(f"goal {name} >= {goal:,.0f} images/s at {size} on one GPU: {verdict}")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    gpu = torch.cuda.is_available()
-    parser.add_argument("--images", type=int, default=50_000, help="training ids")
-    parser.add_argument("--unique", type=int, default=5_000, help="distinct faces drawn")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--warmup", type=int, default=20, help="untimed batches (>= 1)")
-    parser.add_argument("--steps", type=int, default=100, help="timed batches")
-    parser.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0)) - 1))
-    parser.add_argument("--loader", default=None, help="data.loader; default: the config's")
-    parser.add_argument("--models", nargs="+", default=list(PAPER_MODELS))
-    parser.add_argument("--accelerator", choices=("gpu", "cpu"), default="gpu" if gpu else "cpu")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    args = parser.parse_args()
+DEFAULTS = {
+    "images": 50_000,  # training ids
+    "unique": 5_000,  # distinct faces drawn
+    "image_size": 224,
+    "batch_size": 256,
+    "warmup": 20,  # untimed batches (>= 1)
+    "steps": 100,  # timed batches
+    "workers": max(1, len(os.sched_getaffinity(0)) - 1),
+    "loader": None,  # data.loader; None: the config's
+    "models": list(PAPER_MODELS),
+    "accelerator": "gpu",
+    "compile": False,  # torch.compile the network
+    "data_dir": None,
+}
+# Without a GPU: a run of minutes rather than hours, on inputs of the quick start's size.
+CPU_DEFAULTS = {
+    "images": 2_000,
+    "unique": 500,
+    "image_size": 64,
+    "batch_size": 64,
+    "warmup": 3,
+    "steps": 20,
+    "accelerator": "cpu",
+}
+EXAMPLE = "images=64 image_size=32 steps=3 models=[tnet] accelerator=cpu"
+
+
+def parse_args(argv: list[str]) -> SimpleNamespace:
+    defaults = DEFAULTS if torch.cuda.is_available() else {**DEFAULTS, **CPU_DEFAULTS}
+    args = SimpleNamespace(**parse_key_values(argv, defaults, EXAMPLE))
     if args.warmup < 1 or args.steps < 1:
-        parser.error("--warmup and --steps must be at least 1")
+        raise ConfigError("warmup and steps must be at least 1")
+    if args.accelerator not in ("gpu", "cpu"):
+        raise ConfigError(f"accelerator must be gpu or cpu, got {args.accelerator!r}")
+    if isinstance(args.models, str):
+        args.models = [args.models]
     return args
 
 
-def main() -> None:
-    args = parse_args()
+def main() -> int:
+    args = parse_args(sys.argv[1:])
     register_resolvers()
     register_model_configs()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer_lightning"
-    root = args.data_dir or cache / f"bench-gpu-{args.images}-{args.unique}-{args.image_size}"
+    name = f"bench-gpu-{args.images}-{args.unique}-{args.image_size}"
+    root = Path(args.data_dir) if args.data_dir else user_cache_dir() / name
     start = time.perf_counter()
     make_dataset(root, args.images, args.unique, args.image_size, args.workers + 1)
     print(
@@ -290,7 +311,8 @@ def main() -> None:
         rows.append(bench_model(model, root, args))
         print(f"{model}: {rows[-1]['images_per_s']:.1f} images/s", flush=True)
     print_table(rows, args.image_size)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -1,6 +1,6 @@
 """Training-loader throughput against the original project's loader and the decode ceiling.
 
-    python bench/bench_loader.py --images 2000 --workers 2
+    python bench/bench_loader.py images=2000 workers=2
 
 Generates (once, cached) a synthetic AffectNet-layout folder of 224x224 JPEGs, then measures in
 one run:
@@ -30,17 +30,17 @@ a 287,651-entry index (AffectNet's train_set) and its split.
 Targets: (c) >= 5x (b), and (c) >= 0.7 x (a1) x workers, measured as (a2).
 
 Every rate is given by the clock and per CPU-second (this process, its threads and its worker
-processes). The measurements alternate over ``--rounds`` rounds, so that load from other
+processes). The measurements alternate over ``rounds`` rounds, so that load from other
 processes hits all alike, after one unrecorded round that warms caches and pools up; ratios are
 taken within a round and given as the median and range over the rounds, rates as the best round.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
+from types import SimpleNamespace
 
 import albumentations as A
 import cv2
@@ -59,6 +60,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from fer_lightning.cli import parse_key_values, run_command
 from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.dataset import AffectNetDataset
 from fer_lightning.data.decode import decode_rgb
@@ -73,7 +75,9 @@ from fer_lightning.data.transforms import (
     build_augment,
     build_inplace,
 )
+from fer_lightning.errors import ConfigError
 from fer_lightning.labels import AFFECTNET_TRAIN_COUNTS
+from fer_lightning.paths import user_cache_dir
 
 # (c) uses the configured default augmentation and loader backend.
 CONFIG = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "data" / "affectnet.yaml")
@@ -276,20 +280,21 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5, help="alternating measurements")
-    parser.add_argument("--baseline-images", type=int, default=1000, help="(b) is slow")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    args = parser.parse_args()
-    if args.workers < 1:
-        parser.error("--workers must be at least 1: the ceiling is per worker")
+DEFAULTS = {
+    "images": 2000,
+    "workers": 2,
+    "batch_size": 64,
+    "rounds": 5,  # alternating measurements
+    "baseline_images": 1000,  # (b) is slow
+    "data_dir": None,
+}
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer_lightning"
-    root = args.data_dir or cache / f"bench-{args.images}"
+
+def main() -> int:
+    args = SimpleNamespace(**parse_key_values(sys.argv[1:], DEFAULTS, "images=2000 workers=2"))
+    if args.workers < 1:
+        raise ConfigError("workers must be at least 1: the ceiling is per worker")
+    root = Path(args.data_dir) if args.data_dir else user_cache_dir() / f"bench-{args.images}"
     start = time.perf_counter()
     ensure_synthetic(root, train_size=args.images, val_size=200, image_size=224, seed=0)
     print(
@@ -475,7 +480,8 @@ def main() -> None:
         f"index of {n:,} entries: load {timing['index']:.3f}s (target < 2 s); split: "
         f"draw + write {timing['split_draw']:.2f}s, load {timing['split']:.2f}s"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

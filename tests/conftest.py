@@ -77,7 +77,6 @@ def compose_in(directory: Path, name: str = "train", overrides: Sequence[str] = 
         return compose(
             config_name=name,
             overrides=[
-                f"paths.root_dir={directory}",
                 f"paths.output_dir={directory / 'run'}",
                 *overrides,
             ],

@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-GPU_BENCH = (
-    "bench/bench_gpu.py --images 64 --image-size 32 --steps 3 --models tnet --accelerator cpu"
-)
-LOADER_BENCH = "bench/bench_loader.py --images 64 --rounds 1 --baseline-images 32 --batch-size 16"
+GPU_BENCH = "bench/bench_gpu.py images=64 image_size=32 steps=3 models=[tnet] accelerator=cpu"
+LOADER_BENCH = "bench/bench_loader.py images=64 rounds=1 baseline_images=32 batch_size=16"
 
 
 def run_bench(command: str, cache: Path) -> str:
@@ -39,6 +37,19 @@ def test_the_gpu_bench_reports_images_per_second_on_a_tiny_cpu_run(tmp_path):
     )
     assert row, stdout
     assert float(row.group(1)) > 0 and float(row.group(2)) > 0
+
+
+def test_a_bench_mistake_is_one_line_and_exit_status_2(tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    for command, message in (
+        ("bench/bench_gpu.py steps=0", "error: warmup and steps must be at least 1\n"),
+        ("bench/bench_loader.py --images 64", "error: expected key=value, got '--images'; "),
+    ):
+        result = subprocess.run(
+            [sys.executable, *command.split()], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
 
 
 def test_the_loader_bench_reports_its_targets_and_the_index_load(tmp_path):
