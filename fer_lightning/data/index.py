@@ -349,6 +349,9 @@ def load_or_build_index(
     else:
         log.info("indexing and checking the dataset at %s (once; cached in %s)", root, cache_dir)
         index, report = build_index(root, workers, layout)
+        for target in (report_path, path):
+            if os.path.lexists(target) and not target.is_file():
+                raise ConfigError(f"{target} is not a file: remove it, or set data.cache_dir")
         write_report(report_path, report)
         save_index(path, index, {"layout": layout, "fingerprint": current, "root": str(root)})
     if not quiet:
