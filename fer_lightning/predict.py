@@ -19,7 +19,7 @@ log = logging.getLogger("fer_lightning.predict")
 
 def predict(cfg: DictConfig) -> Summary:
     """Predicts every face in `cfg.input` and writes `cfg.output`; returns what it did."""
-    files = input_files(cfg.input)
+    files = input_files(cfg.input, exclude=(cfg.output, cfg.annotated_dir))
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, cfg.batch_size, cfg.device)
     detector = FaceDetector(**cfg.detector) if cfg.detect_faces else None
     annotator = (

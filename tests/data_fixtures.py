@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -77,6 +84,126 @@ def plant_faults(root: Path) -> dict[str, str]:
         "not_an_image": "train_set/notes.txt",
         "unexpected_mode": "train_set/f_gray",
     }
+
+
+def png_header_bomb(width: int, height: int) -> bytes:
+    """A complete PNG of a few hundred bytes whose header claims ``width`` x ``height`` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1) * 4)  # the first 4 rows; the rest are missing
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+def jpeg_header_bomb(width: int, height: int) -> bytes:
+    """A small JPEG (end marker included) whose frame header claims ``width`` x ``height``."""
+    data = bytearray(cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    buffer = BytesIO()
+    header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + bytes(64)
+
+
+# Label files that are not one finite number, each read without unpickling or allocating.
+MALFORMED_LABELS = {
+    "empty": b"",
+    "garbage": b"\x93NUMPY garbage",
+    "pickled": npy_bytes(np.array([{"code": 1}], dtype=object)),
+    "2d": npy_bytes(np.zeros((2, 3))),
+    "nan": npy_bytes(np.array(np.nan)),
+    "inf": npy_bytes(np.array("-inf")),
+    "huge_header": npy_header((10**10,)),  # 80 GB if the header were believed
+}
+
+
+def plant_odd_files(root: Path) -> dict[str, str]:
+    """Add one annotated sample per odd file to train_set, as `plant_faults` does; returns
+    {key: kind} (key ``train_set/<id>``). Each image or label is replaced by an odd entry."""
+    rng = np.random.default_rng(2)
+    images, annotations = root / "train_set" / "images", root / "train_set" / "annotations"
+
+    def sample(sample_id: str) -> tuple[Path, Path]:
+        write_image(images / f"{sample_id}.jpg", rng)
+        write_annotations(annotations, sample_id, 2, 0.1, 0.1, as_string=True)
+        (images / f"{sample_id}.jpg").unlink()
+        return images / f"{sample_id}.jpg", annotations / f"{sample_id}_exp.npy"
+
+    odd = {}
+    image, _ = sample("o_dir")
+    image.mkdir()
+    odd["o_dir"] = "not_a_regular_file"
+    image, _ = sample("o_fifo")
+    os.mkfifo(image)
+    odd["o_fifo"] = "not_a_regular_file"
+    image, _ = sample("o_dangling")
+    image.symlink_to(images / "nowhere.jpg")
+    odd["o_dangling"] = "broken_link"
+    image, _ = sample("o_loop")
+    image.symlink_to(image)
+    odd["o_loop"] = "link_loop"
+    image, _ = sample("o_png_bomb")
+    image.write_bytes(png_header_bomb(30000, 30000))
+    odd["o_png_bomb"] = "too_many_pixels"
+    image, _ = sample("o_jpeg_bomb")
+    image.write_bytes(jpeg_header_bomb(30000, 30000))
+    odd["o_jpeg_bomb"] = "too_many_pixels"
+    for name, content in MALFORMED_LABELS.items():
+        sample_id = f"o_npy_{name}"
+        image, label = sample(sample_id)
+        write_image(image, rng)
+        label.write_bytes(content)
+        odd[sample_id] = "unreadable_annotation"
+    image, label = sample("o_npy_fifo")
+    write_image(image, rng)
+    label.unlink()
+    os.mkfifo(label)
+    odd["o_npy_fifo"] = "not_a_regular_file"
+    image, label = sample("o_npy_dir")
+    write_image(image, rng)
+    label.unlink()
+    label.mkdir()
+    odd["o_npy_dir"] = "not_a_regular_file"
+    # A link to a good image is no fault: it is kept.
+    sample("o_link_ok")
+    (images / "o_link_ok.jpg").symlink_to(images / "0.jpg")
+    return {f"train_set/{sample_id}": kind for sample_id, kind in odd.items()}
+
+
+def within(seconds: float, function: Callable[[], Any]) -> Any:
+    """``function()``, failing the test instead of hanging when it takes longer (a FIFO opened)."""
+    result: list[Any] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(function())
+        except BaseException as error:  # handed to the test's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s (hung on a FIFO?)"
+    if errors:
+        raise errors[0]
+    return result[0]
 
 
 def quiet_trainer(root: Path, **limits: int) -> pl.Trainer:

@@ -1,12 +1,17 @@
-"""Reading images: inspection names each fault, RGB decoding, decoding into a batch slot."""
+"""Reading images: inspection names each fault (bombs by their header), RGB decoding, decoding
+into a batch slot."""
 
 from __future__ import annotations
+
+import os
 
 import cv2
 import numpy as np
 import pytest
 
-from fer_lightning.data.decode import _MARK, decode_rgb, inspect_image
+from fer_lightning.data import decode
+from fer_lightning.data.decode import _MARK, decode_rgb, inspect_image, read_image_file
+from tests.data_fixtures import jpeg_header_bomb, png_header_bomb, within, write_image
 
 
 def test_inspect_image_names_each_fault(tmp_path):
@@ -70,3 +75,37 @@ def test_decode_into_a_slot_notices_files_that_do_not_decode(tmp_path):
     cv2.imwrite(str(tmp_path / "wide.png"), np.full((8, 10, 3), 50, dtype=np.uint8))
     assert decode_rgb(str(tmp_path / "wide.png"), 8, 8, out=slot) is slot
     assert (slot == 50).all()
+
+
+@pytest.mark.parametrize("bomb", [png_header_bomb, jpeg_header_bomb])
+def test_a_decompression_bomb_is_refused_by_its_header_without_decoding(
+    tmp_path, monkeypatch, bomb
+):
+    path = tmp_path / "bomb.img"
+    path.write_bytes(bomb(30000, 30000))  # a few hundred bytes; OpenCV would allocate 2.7-5 GB
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *args: decoded.append(args))
+    assert inspect_image(path) == ("too_many_pixels", 0, 0, 0)
+    assert read_image_file(path) == ("too_many_pixels", b"")
+    assert decoded == []
+    path.write_bytes(bomb(9000, 9000))  # 81 megapixels: under the limit, left to the decoder
+    assert read_image_file(path)[0] is None
+
+
+def test_odd_entries_and_huge_files_are_kinds_not_errors(tmp_path, monkeypatch):
+    (tmp_path / "folder.jpg").mkdir()
+    os.mkfifo(tmp_path / "fifo.jpg")
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    big = tmp_path / "big.jpg"
+    write_image(big, np.random.default_rng(0))
+    monkeypatch.setattr(decode, "MAX_IMAGE_BYTES", big.stat().st_size - 1)
+    kinds = {
+        name: within(10, lambda name=name: inspect_image(tmp_path / name)[0])
+        for name in ("folder.jpg", "fifo.jpg", "dangling.jpg", "big.jpg")
+    }
+    assert kinds == {
+        "folder.jpg": "not_a_regular_file",
+        "fifo.jpg": "not_a_regular_file",
+        "dangling.jpg": "broken_link",
+        "big.jpg": "file_too_large",
+    }

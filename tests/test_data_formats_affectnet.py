@@ -1,11 +1,15 @@
-"""AffectNet's .npy layout: both encodings of a label file."""
+"""AffectNet's .npy layout: both encodings of a label file; malformed and odd label files."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
 from fer_lightning.data.formats.affectnet import read_scalar
+from fer_lightning.data.odd_files import OddFile
+from tests.data_fixtures import MALFORMED_LABELS, within
 
 
 @pytest.mark.parametrize(
@@ -31,3 +35,18 @@ def test_read_scalar_rejects_arrays_and_text(tmp_path):
         read_scalar(tmp_path / "many.npy")
     with pytest.raises(ValueError):
         read_scalar(tmp_path / "word.npy")
+
+
+@pytest.mark.parametrize("content", MALFORMED_LABELS.values(), ids=MALFORMED_LABELS.keys())
+def test_read_scalar_rejects_malformed_files_without_allocating(tmp_path, content):
+    (tmp_path / "x.npy").write_bytes(content)
+    with pytest.raises(ValueError):
+        read_scalar(tmp_path / "x.npy")
+
+
+def test_read_scalar_never_opens_a_fifo_or_a_folder(tmp_path):
+    os.mkfifo(tmp_path / "fifo.npy")
+    (tmp_path / "folder.npy").mkdir()
+    for name in ("fifo.npy", "folder.npy"):
+        with pytest.raises(OddFile, match="not opened"):
+            within(10, lambda name=name: read_scalar(tmp_path / name))

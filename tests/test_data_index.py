@@ -1,4 +1,5 @@
-"""Indexing and checking: planted faults counted and excluded; the cache reused and rebuilt."""
+"""Indexing and checking: planted faults and odd files counted and excluded; the cache reused,
+rebuilt when stale or damaged."""
 
 from __future__ import annotations
 
@@ -9,10 +10,20 @@ import os
 import numpy as np
 import pytest
 
+from fer_lightning.data import decode
 from fer_lightning.data import index as index_module
 from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.errors import ConfigError
-from tests.data_fixtures import make_dataset, plant_faults, write_annotations, write_image
+from tests.data_fixtures import (
+    jpeg_header_bomb,
+    make_dataset,
+    plant_faults,
+    plant_odd_files,
+    png_header_bomb,
+    within,
+    write_annotations,
+    write_image,
+)
 
 
 @pytest.fixture
@@ -116,3 +127,54 @@ def test_a_read_only_dataset_keeps_its_cache_in_the_user_cache(tmp_path, monkeyp
     cache = index_module.cache_dir_for(root)
     assert cache.parent == tmp_path / "user" / "fer_lightning"
     assert index_module.cache_dir_for(root, tmp_path / "mine") == tmp_path / "mine"
+
+
+def test_odd_files_are_counted_and_excluded_without_hanging_or_decoding_bombs(
+    tmp_path, monkeypatch
+):
+    root = make_dataset(tmp_path / "ds", train=16, val=8)
+    odd = plant_odd_files(root)
+    decoded_sizes = []
+    real_decode = decode.decode_bytes
+    monkeypatch.setattr(
+        decode,
+        "decode_bytes",
+        lambda data, flag: decoded_sizes.append(len(data)) or real_decode(data, flag),
+    )
+    _, report = within(
+        60, lambda: index_module.load_or_build_index(root, tmp_path / "c", workers=1)
+    )
+    found = {key: kind for kind, keys in report.problems.items() for key in keys}
+    assert found == odd
+    assert report.usable["train_set"] == 16 + 1  # the link to a good image is kept
+    assert report.excluded["train_set"] == len(odd)
+    bombs = {len(png_header_bomb(30000, 30000)), len(jpeg_header_bomb(30000, 30000))}
+    assert not bombs & set(decoded_sizes)  # refused by their headers, never decoded
+
+
+@pytest.mark.parametrize(
+    ("damaged", "content"),
+    [
+        ("index.npz", b""),
+        ("index.npz", b"PK\x03\x04 cut short"),
+        ("check-report.json", b'{"root": "cut sh'),
+        ("check-report.json", b"[1, 2]"),
+        ("check-report.json", b'{"root": "x"}'),
+        ("split-holdout-8classes-seed0-fraction0.2.json", b'{"train": ['),
+    ],
+)
+def test_a_damaged_cache_file_is_rebuilt_with_one_warning(tmp_path, caplog, damaged, content):
+    root = make_dataset(tmp_path / "ds", train=16, val=8)
+    dm = datamodule(root)
+    dm.prepare_data()
+    cache = root / ".fer_cache"
+    expected = dm._prepared[1]
+    (cache / damaged).write_bytes(content)
+    dm = datamodule(root)
+    with caplog.at_level(logging.WARNING):
+        dm.prepare_data()
+    damage = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(damage) == 1 and damaged in damage[0]
+    assert all(np.array_equal(dm._prepared[1][p], expected[p]) for p in expected)
+    assert index_module.read_index_meta(cache / "index.npz") is not None
+    json.loads((cache / "check-report.json").read_text())["counts"]

@@ -1,8 +1,10 @@
-"""predict on a real photograph, a folder with bad files and a video; bad checkpoints refused."""
+"""predict on a real photograph, a folder with bad and odd files and a video; earlier outputs not
+read back; bad checkpoints refused."""
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from fer_lightning.inference.faces import Box, crop_face
 from fer_lightning.models import create_model
 from fer_lightning.predict import predict
 from tests.conftest import checkpoint_network, decode_plain, network_outputs
+from tests.data_fixtures import jpeg_header_bomb, within
 
 # Eileen Collins' face in skimage's 512x512 astronaut photograph, checked by eye (x, y, w, h).
 ASTRONAUT_FACE = (177, 64, 96, 100)
@@ -293,3 +296,51 @@ def test_the_command_line_writes_the_csv_and_reports_throughput(
     assert result.returncode == 0, result.stderr
     assert "faces/s" in result.stdout + result.stderr
     assert len(read_rows(run / "predictions.csv")) == 1
+
+
+def test_odd_files_are_counted_per_kind_and_earlier_outputs_are_not_read_back(
+    compose_config, checkpoint, tmp_path, caplog
+):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    good = [folder / f"face_{i}.png" for i in range(3)]
+    for path in good:
+        cv2.imwrite(str(path), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    (folder / "album.jpg").mkdir()
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "gone.jpg").symlink_to(folder / "deleted.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "again").symlink_to(folder)  # a folder link back up the tree
+    (folder / "bomb.jpg").write_bytes(jpeg_header_bomb(30000, 30000))
+    (folder / "empty.png").write_bytes(b"")
+    overrides = [
+        f"ckpt_path={checkpoint}",
+        f"input={folder}",
+        "detect_faces=false",
+        f"output={folder / 'out' / 'faces.csv'}",
+        f"annotated_dir={folder / 'drawn'}",
+        "annotate=true",
+    ]
+    with caplog.at_level(logging.WARNING, logger="fer_lightning.predict"):
+        summary = within(120, lambda: predict(compose_config("predict", overrides)))
+    assert {kind: len(sources) for kind, sources in summary.skipped.items()} == {
+        "not_a_regular_file": 2,
+        "broken_link": 1,
+        "link_loop": 2,
+        "too_many_pixels": 1,
+        "empty_file": 1,
+    }
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped")]
+    assert len(lines) == 5  # one per kind, with the count and an example
+    loops = "skipped 2 file(s): symbolic link that loops back on itself [link_loop], e.g. "
+    assert loops + str(folder / "again") in lines
+    first = read_rows(folder / "out" / "faces.csv")
+    assert sorted(r["source"] for r in first) == list(map(str, good))
+
+    # Again, with the CSV and annotated copies of the first run inside the folder, and copies of
+    # an earlier run elsewhere: none of them is read back.
+    (folder / "drawn").rename(folder / "old-drawn")
+    second = predict(compose_config("predict", overrides))
+    assert read_rows(folder / "out" / "faces.csv") == first
+    assert "unsupported" not in second.skipped  # faces.csv was not even looked at

@@ -28,10 +28,9 @@ from fer_lightning.data.index import (
 from fer_lightning.files import write_text_atomic
 from fer_lightning.labels import EXPRESSION_NAMES, SUBSETS
 
-DEFAULT_REPORT = "data_check.json"
 DEFAULTS = {
     "data": {"root": "Dataset/", "cache_dir": None, "check_workers": None},
-    "report": DEFAULT_REPORT,
+    "report": None,
 }
 
 
@@ -64,15 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = sys.argv[1:] if argv is None else argv
     cfg = parse_key_values(args, DEFAULTS, "data.root=Dataset/")
-    root, report_path = Path(str(cfg["data"]["root"])), Path(str(cfg["report"]))
+    root = Path(str(cfg["data"]["root"]))
     reader(DEFAULT_LAYOUT).require(root)
     start = time.perf_counter()
     cache = cache_dir_for(root, cfg["data"]["cache_dir"])
+    report_path = fresh = cache / REPORT_FILE
+    if cfg["report"]:
+        report_path = Path(str(cfg["report"]))
     try:
         _, report = load_or_build_index(root, cache, True, cfg["data"]["check_workers"], quiet=True)
     finally:
-        fresh = cache / REPORT_FILE
-        if fresh.is_file():
+        if report_path != fresh and fresh.is_file():
             write_text_atomic(report_path, fresh.read_text())
     print(format_report(report))
     print(f"\nchecked in {time.perf_counter() - start:.1f}s; report with ids: {report_path}")

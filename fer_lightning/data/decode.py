@@ -2,23 +2,38 @@
 
 The index checks every image once with `inspect_image`; training decodes with `decode_rgb`, into
 the sample's slot of the batch when the loader gives one (see fer_lightning/data/loaders.py).
+`read_image_file` is the guarded read both the index and predict start from: only regular files
+of at most `MAX_IMAGE_BYTES` are read, and an image whose header claims more than
+`MAX_IMAGE_PIXELS` is refused before any decode (a few kilobytes can claim 30000x30000 pixels,
+which OpenCV, capped at 2^30 pixels, would allocate 2.7 GB for).
 """
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
+
+from fer_lightning.data.odd_files import OddFile, read_regular
 
 # The file suffixes of images, in datasets and in folders given to inference (any case).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+# A 100-megapixel photograph passes; decoded as BGR it takes 300 MB.
+MAX_IMAGE_PIXELS = 100_000_000
+MAX_IMAGE_BYTES = 256 * 2**20
 
 # What `inspect_image` can find wrong with an image file; each keeps the sample out of all splits.
 IMAGE_PROBLEMS = {
     "empty_file": "image file of 0 bytes",
     "unreadable_image": "image that does not decode",
     "truncated_image": "image whose data ends early",
+    "too_many_pixels": f"image whose header claims over {MAX_IMAGE_PIXELS // 10**6} megapixels "
+    "(not decoded)",
 }
 
 
@@ -35,16 +50,51 @@ def _jpeg_or_png_truncated(data: bytes) -> bool:
     return False
 
 
+def _too_many_pixels(data: bytes) -> bool:
+    """True when the header claims more than MAX_IMAGE_PIXELS; read by Pillow, which parses only
+    the header on open. A header Pillow cannot read is left to the decoder to judge."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Image.DecompressionBombError:
+            return True
+        except Exception:  # Pillow's format plugins raise many types on garbage
+            return False
+    return width * height > MAX_IMAGE_PIXELS
+
+
+def read_image_file(path: str | Path) -> tuple[str | None, bytes]:
+    """(problem kind or None, the file's bytes) without decoding: an odd entry (a kind of
+    fer_lightning/data/odd_files.py), an empty file, or too many pixels is a kind, with no bytes."""
+    try:
+        data = read_regular(path, MAX_IMAGE_BYTES)
+    except OddFile as odd:
+        return odd.kind, b""
+    if not data:
+        return "empty_file", b""
+    if _too_many_pixels(data):
+        return "too_many_pixels", b""
+    return None, data
+
+
+def decode_bytes(data: bytes, flag: int) -> np.ndarray | None:
+    """``cv2.imdecode``, None for what does not decode (OpenCV raises for some malformed data)."""
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    except cv2.error:
+        return None
+
+
 def inspect_image(path: str | Path) -> tuple[str | None, int, int, int]:
     """(problem kind or None, height, width, channels) of one image file, by a full decode."""
-    data = Path(path).read_bytes()
-    if not data:
-        return "empty_file", 0, 0, 0
-    if _jpeg_or_png_truncated(data):
-        return "truncated_image", 0, 0, 0
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    kind, data = read_image_file(path)
+    if kind is None and _jpeg_or_png_truncated(data):
+        kind = "truncated_image"
+    image = None if kind else decode_bytes(data, cv2.IMREAD_UNCHANGED)
     if image is None:
-        return "unreadable_image", 0, 0, 0
+        return kind or "unreadable_image", 0, 0, 0
     channels = 1 if image.ndim == 2 else image.shape[2]
     return None, image.shape[0], image.shape[1], channels
 

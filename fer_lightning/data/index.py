@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ import numpy as np
 
 from fer_lightning.data.decode import IMAGE_PROBLEMS, inspect_image
 from fer_lightning.data.formats import DEFAULT_LAYOUT, LABEL_PROBLEMS, Reader, Sample, reader
+from fer_lightning.data.odd_files import FILE_PROBLEMS
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import atomic_write, write_text_atomic
 from fer_lightning.labels import EXPRESSION_NAMES, SUBSETS
@@ -174,7 +176,7 @@ def build_index(
     results = _run_checks(
         source, root, list(source.scan(root)), workers or len(os.sched_getaffinity(0))
     )
-    descriptions = {**source.problems, **LABEL_PROBLEMS, **IMAGE_PROBLEMS, **KEPT}
+    descriptions = {**source.problems, **LABEL_PROBLEMS, **FILE_PROBLEMS, **IMAGE_PROBLEMS, **KEPT}
     report = CheckReport(root=str(root))
     problems: dict[str, list[str]] = {}
     kept: list[tuple[Sample, int]] = []
@@ -229,12 +231,36 @@ def save_index(path: Path, index: Index, meta: dict) -> None:
         np.savez(file, meta=np.array(json.dumps(meta)), **arrays)
 
 
+# What reading a damaged cache file (cut short, overwritten, hand-edited) can raise.
+_DAMAGED = (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile)
+
+
+def _warn_damaged(path: Path, error: BaseException) -> None:
+    log.warning("%s is damaged (%s): rebuilding it", path, type(error).__name__)
+
+
+def read_cache_json(path: Path) -> dict | None:
+    """A JSON object the cache holds, or None when there is none, or (with a warning) when it is
+    damaged, for the caller to rebuild it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except _DAMAGED as error:
+        _warn_damaged(path, error)
+        return None
+    if not isinstance(data, dict):
+        _warn_damaged(path, TypeError())
+        return None
+    return data
+
+
 def read_index_meta(path: Path) -> dict | None:
     """The metadata of a saved index, or None if there is no readable one."""
     try:
         with np.load(path, allow_pickle=False) as saved:
             return json.loads(str(saved["meta"]))
-    except (OSError, ValueError, KeyError):
+    except _DAMAGED:
         return None
 
 
@@ -243,7 +269,26 @@ def load_index(path: Path, root: Path) -> Index:
     with np.load(path, allow_pickle=False) as saved:
         meta = json.loads(str(saved["meta"]))
         arrays = {name: saved[name] for name in Index._COLUMNS}
+    if len({len(column) for column in arrays.values()}) != 1:
+        raise ValueError(f"{path}: columns of different lengths")
     return Index(root=root, digest=meta["digest"], **arrays)
+
+
+def _load_cached(path: Path, report_path: Path, root: Path) -> tuple[Index, CheckReport] | None:
+    """The saved index and report, or None (with a warning) when either is damaged."""
+    saved = read_cache_json(report_path)
+    if saved is None:
+        return None
+    try:
+        report = CheckReport.from_json(saved)
+    except _DAMAGED as error:
+        _warn_damaged(report_path, error)
+        return None
+    try:
+        return load_index(path, root), report
+    except _DAMAGED as error:
+        _warn_damaged(path, error)
+        return None
 
 
 def write_report(path: Path, report: CheckReport) -> None:
@@ -290,19 +335,23 @@ def load_or_build_index(
     path, report_path = cache_dir / INDEX_FILE, cache_dir / REPORT_FILE
     current = source.fingerprint(root)
     meta = None if rebuild else read_index_meta(path)
+    if meta is None and not rebuild and path.exists():
+        log.warning("%s is damaged: rebuilding it", path)
     fresh = (
         meta is not None
         and meta.get("version") == INDEX_VERSION
         and meta.get("layout") == layout
         and meta.get("fingerprint") == current
-        and report_path.is_file()
     )
-    if fresh:
-        index = load_index(path, root)
-        report = CheckReport.from_json(json.loads(report_path.read_text()))
+    cached = _load_cached(path, report_path, root) if fresh else None
+    if cached is not None:
+        index, report = cached
     else:
         log.info("indexing and checking the dataset at %s (once; cached in %s)", root, cache_dir)
         index, report = build_index(root, workers, layout)
+        for target in (report_path, path):
+            if os.path.lexists(target) and not target.is_file():
+                raise ConfigError(f"{target} is not a file: remove it, or set data.cache_dir")
         write_report(report_path, report)
         save_index(path, index, {"layout": layout, "fingerprint": current, "root": str(root)})
     if not quiet:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.data.index import Index
+from fer_lightning.data.index import Index, read_cache_json
 from fer_lightning.files import write_text_atomic
 from fer_lightning.labels import TRAIN_SET, VAL_SET
 
@@ -92,7 +92,7 @@ def load_or_make_split(
 ) -> dict[str, np.ndarray]:
     """Index rows per part, from the split file when it matches this index, else drawn and saved."""
     path = split_path(cache_dir, protocol, classes, seed, fraction)
-    saved = json.loads(path.read_text()) if path.is_file() else None
+    saved = read_cache_json(path)
     if saved is not None and saved.get("index_digest") == index.digest:
         row_of = {key: row for row, key in enumerate(index.keys(np.arange(len(index))))}
         assert_disjoint(saved)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from fer_lightning.inference.predictor import Face
-from fer_lightning.inference.sources import Frame
+from fer_lightning.inference.sources import ANNOTATED_MARKER, Frame
 
 GREEN = (0, 200, 0)
 BLACK = (0, 0, 0)
@@ -50,11 +50,15 @@ class Annotator:
         self.input_root = root if root.is_dir() else root.parent
         self.class_names = class_names
         self._video: tuple[str, cv2.VideoWriter] | None = None  # frames come one video at a time
+        self._marked = False
 
     def add(self, frame: Frame, faces: Sequence[Face]) -> None:
         image = draw_faces(frame.image, faces, self.class_names)
         target = self.out_dir / Path(frame.source).resolve().relative_to(self.input_root)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not self._marked:  # so that a later run on a folder holding the copies leaves them out
+            (self.out_dir / ANNOTATED_MARKER).touch()
+            self._marked = True
         if frame.fps is None:
             cv2.imwrite(str(target), image)
             return

@@ -1,7 +1,8 @@
 """predict from end to end: files -> frames -> faces -> one CSV row per face, with a summary.
 
 Rows are written as frames are answered, so a long video's results reach the disk as they come and
-memory stays flat. Problem files are counted and listed in the log rather than raised.
+memory stays flat. Problem files are counted rather than raised, and logged at the end as one line
+per kind with the count and an example, never one line per file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from fer_lightning.inference.annotate import Annotator
 from fer_lightning.inference.faces import FaceDetector
 from fer_lightning.inference.predictor import Face, Predictor, predict_frames
-from fer_lightning.inference.sources import Frame, Skipped, read_frames
+from fer_lightning.inference.sources import SKIP_KINDS, Frame, Skipped, read_frames
 
 log = logging.getLogger("fer_lightning.predict")
 
@@ -32,21 +33,25 @@ class Summary:
     without_face: int = 0  # frames in which no face was found
     batches: int = 0  # forward passes
     seconds: float = 0.0
-    skipped: dict[str, list[str]] = field(
-        default_factory=lambda: {"unreadable": [], "unsupported": []}
-    )
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # {kind: sources}, kinds seen
 
     @property
     def faces_per_second(self) -> float:
         return self.faces / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
+        skipped = sum(map(len, self.skipped.values()))
         return (
             f"{self.faces} faces in {self.frames} frames of {self.files} files "
-            f"({self.without_face} frames without a face, "
-            f"{len(self.skipped['unreadable'])} unreadable files, "
-            f"{len(self.skipped['unsupported'])} unsupported files) -> {self.output}"
+            f"({self.without_face} frames without a face, {skipped} files skipped) -> {self.output}"
         )
+
+    def skip_lines(self) -> list[str]:
+        """One line per kind of skipped file: the count, the kind's meaning and an example."""
+        return [
+            f"skipped {len(sources)} file(s): {SKIP_KINDS[kind]} [{kind}], e.g. {sources[0]}"
+            for kind, sources in sorted(self.skipped.items())
+        ]
 
 
 def csv_header(num_classes: int) -> list[str]:
@@ -64,7 +69,7 @@ def csv_row(frame: Frame, face: Face) -> list[object]:
 
 
 def run_prediction(
-    files: Sequence[Path],
+    files: Sequence[Path | Skipped],
     predictor: Predictor,
     detector: FaceDetector | None,
     output: str | Path,
@@ -85,8 +90,8 @@ def run_prediction(
             writer.writerow(csv_header(predictor.num_classes))
             for item in answered:
                 if isinstance(item, Skipped):
-                    log.info("skipped %s: %s", item.source, item.reason)
-                    summary.skipped[item.reason].append(item.source)
+                    log.debug("skipped %s: %s", item.source, item.reason)
+                    summary.skipped.setdefault(item.reason, []).append(item.source)
                     continue
                 frame, faces = item
                 _count(summary, frame, faces, new_file=frame.source != last_source)
@@ -99,6 +104,8 @@ def run_prediction(
             annotator.close()
     summary.batches = predictor.batches
     summary.seconds = time.perf_counter() - start
+    for line in summary.skip_lines():
+        log.warning("%s", line)
     return summary
 
 

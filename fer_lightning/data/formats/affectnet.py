@@ -11,6 +11,8 @@ depending on the release. See README and docs/data.md.
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 
 from fer_lightning.data.decode import IMAGE_SUFFIXES
 from fer_lightning.data.formats import Sample, label_problems
+from fer_lightning.data.odd_files import OddFile, read_regular
 from fer_lightning.errors import ConfigError
 from fer_lightning.labels import SUBSETS
 
@@ -27,12 +30,30 @@ ANNOTATIONS = ("exp", "val", "aro")  # landmarks (_lnd) are not used, so not req
 _PARTS = ("images", "annotations")
 
 
+# A 0-d .npy file takes about 130 bytes; anything near this bound is not a label.
+MAX_LABEL_BYTES = 2**20
+
+
 def read_scalar(path: str | Path) -> float:
-    """The number in a 0-d .npy file, stored as a string ('0.785714') or as a number by release."""
-    value = np.load(path, allow_pickle=False)
-    if value.size != 1:
-        raise ValueError(f"{path} holds {value.size} values, expected 1")
-    return float(value.reshape(()).item())
+    """The number in a 0-d .npy file, stored as a string ('0.785714') or as a number by release.
+
+    Raises `OddFile` for what is not a regular file of bounded size, and ValueError for anything
+    but one finite number (an empty or malformed file, a pickled object, an array, text, NaN). The
+    header is read before the data, so a header claiming billions of values allocates nothing.
+    """
+    stream = io.BytesIO(read_regular(path, MAX_LABEL_BYTES))
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, _ = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, _, _ = np.lib.format.read_array_header_2_0(stream)
+    if math.prod(shape) != 1:
+        raise ValueError(f"{path} holds {math.prod(shape)} values, expected 1")
+    stream.seek(0)
+    value = float(np.load(stream, allow_pickle=False).reshape(()).item())
+    if not math.isfinite(value):
+        raise ValueError(f"{path} holds {value}, expected a finite number")
+    return value
 
 
 @dataclass(frozen=True)
@@ -52,7 +73,8 @@ class NpyLayout:
     problems: ClassVar[dict[str, str]] = {
         "missing_image": "annotations without an image",
         "missing_annotation": "image without all of <id>_exp/_val/_aro.npy",
-        "unreadable_annotation": "annotation .npy that is not one number",
+        "unreadable_annotation": "annotation .npy that is not one finite number (empty, "
+        "malformed, pickled, an array, text, NaN or inf)",
         "not_an_image": "file in images/ without an image suffix",
     }
 
@@ -64,11 +86,18 @@ class NpyLayout:
             )
         for subset in SUBSETS:
             for part in _PARTS:
-                if not (root / subset / part).is_dir():
+                directory = root / subset / part
+                if not directory.is_dir():
                     raise ConfigError(
                         f"dataset at {root} is incomplete: {subset}/{part}/ is missing "
                         "(expected AffectNet's layout, see README)"
                     )
+                try:
+                    os.listdir(directory)
+                except OSError as error:
+                    raise ConfigError(
+                        f"cannot list {directory}: {error.strerror} (check its permissions)"
+                    ) from error
 
     def fingerprint(self, root: Path) -> dict[str, list[int]]:
         """Modification time (ns) and entry count of the four data directories."""
@@ -120,7 +149,9 @@ def _read_labels(ann_dir: Path, sample_id: str) -> tuple[tuple[int, float, float
         code, valence, arousal = (
             read_scalar(ann_dir / f"{sample_id}_{part}.npy") for part in ANNOTATIONS
         )
-    except (OSError, ValueError, TypeError):
+    except OddFile as odd:
+        return (-1, 0.0, 0.0), [odd.kind]
+    except (OSError, ValueError, TypeError, EOFError):
         return (-1, 0.0, 0.0), ["unreadable_annotation"]
     expression = int(code) if float(code).is_integer() else -1
     return (expression, valence, arousal), label_problems(expression, valence, arousal)
