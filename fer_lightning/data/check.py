@@ -2,8 +2,9 @@
 
 Checks every sample afresh (the cached index is not trusted, and is replaced by the new one, so
 training afterwards starts without indexing again), prints a table of counts, and writes the full
-report, with the ids per problem kind, to ``report`` (default ``data_check.json``). A dataset with
-no usable sample, or no dataset, is one line on stderr and exit status 2.
+report, with the ids per problem kind, to the dataset's cache (``check-report.json``; a copy at
+``report`` when given). A dataset with no usable sample, or no dataset, is one line on stderr and
+exit status 2.
 
 Other keys: ``data.cache_dir`` and ``data.check_workers`` as in the data config.
 """
