@@ -14,6 +14,8 @@ from fer_lightning.finish import Started, write_results
 from fer_lightning.module import TTA_MODES, MultiTaskModule
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.history import checkpoint_history
+from fer_lightning.runs.run_lock import holding_run_dir
+from fer_lightning.runs.stored_config import stored_datamodule
 
 SPLITS = ("test", "val")
 
@@ -33,13 +35,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """
     _validate(cfg)
     started = Started()
-    pl.seed_everything(cfg.seed, workers=True)
     checkpoint = load_checkpoint(cfg.ckpt_path)
-
-    # The data the checkpoint was trained on, unless the command chose other data.
-    datamodule = instantiate(cfg.data if cfg.get("data") else checkpoint["fer_config"]["data"])
-    datamodule.test_split = cfg.split
     module = MultiTaskModule.from_checkpoint(checkpoint, tta=cfg.tta)
+    # The data the checkpoint was trained on, unless the command chose other data.
+    if cfg.get("data"):
+        datamodule = instantiate(cfg.data)
+    else:
+        datamodule = stored_datamodule(checkpoint["fer_config"])
+    datamodule.test_split = cfg.split
+    pl.seed_everything(cfg.seed, workers=True)  # after the checks of the checkpoint: it logs
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False
     )
@@ -59,7 +63,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
 
 
-main = entry_point("eval")(evaluate)
+main = entry_point("eval")(holding_run_dir(evaluate))
 
 if __name__ == "__main__":
     main()

@@ -20,9 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from fer_lightning.errors import ConfigError
 from fer_lightning.losses import MultiTaskLoss
 from fer_lightning.metrics import MultiTaskMetrics
-from fer_lightning.models import MultiTaskNet, rebuild_model
+from fer_lightning.models import MultiTaskNet
+from fer_lightning.runs.stored_config import stored_loss, stored_net
 
 # Where the module keeps the network: its weights are the state dict's `net.*` entries.
 NET_PREFIX = "net."
@@ -53,15 +55,28 @@ def gather_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def trained_net(checkpoint: Mapping[str, Any]) -> MultiTaskNet:
     """A checkpoint's network with its trained weights, in eval mode, for predict and export.
 
-    Rebuilt from the run's stored config (see `MultiTaskModule.config`), so only tensors are read
-    from the file; the loss and metrics are not needed to run it.
+    Rebuilt from the run's stored config (see `MultiTaskModule.config`) by the project's own
+    builder, so only tensors and checked plain values are read from the file; the loss and
+    metrics are not needed to run it.
     """
-    net = rebuild_model(checkpoint["fer_config"]["model"])
+    net = stored_net(checkpoint["fer_config"])
     state = checkpoint["state_dict"]
-    net.load_state_dict(
-        {k.removeprefix(NET_PREFIX): v for k, v in state.items() if k.startswith(NET_PREFIX)}
-    )
+    weights = {k.removeprefix(NET_PREFIX): v for k, v in state.items() if k.startswith(NET_PREFIX)}
+    load_weights(net, weights, net.name)
     return net.eval()
+
+
+def load_weights(module: nn.Module, weights: Mapping[str, Tensor], name: str) -> None:
+    """Loads a checkpoint's weights strictly; weights of another shape are a one-line error."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        lines = str(exc).splitlines()
+        problem = lines[-1].strip() if lines else type(exc).__name__
+        raise ConfigError(
+            f"the checkpoint's weights do not fit the {name} network its config describes: "
+            f"{problem[:120]}"
+        ) from exc
 
 
 class MultiTaskModule(pl.LightningModule):
@@ -124,17 +139,12 @@ class MultiTaskModule(pl.LightningModule):
     def from_checkpoint(
         cls, checkpoint: Mapping[str, Any], tta: str | None = None
     ) -> MultiTaskModule:
-        """A trained module to test: network and loss from the checkpoint's stored config (no
-        ImageNet weights needed), the checkpoint's weights loaded, and no optimizer."""
+        """A trained module to test: network and loss rebuilt from the checkpoint's checked
+        stored config (no ImageNet weights needed), its weights loaded, and no optimizer."""
         stored = checkpoint["fer_config"]
-        module = cls(
-            net=rebuild_model(stored["model"]),
-            loss=instantiate(stored["loss"]),
-            optimizer=None,
-            config=stored,
-            tta=tta,
-        )
-        module.load_state_dict(checkpoint["state_dict"])
+        net = stored_net(stored)
+        module = cls(net=net, loss=stored_loss(stored), optimizer=None, config=stored, tta=tta)
+        load_weights(module, checkpoint["state_dict"], net.name)
         return module
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:

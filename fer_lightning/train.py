@@ -15,6 +15,7 @@ from fer_lightning.module import MultiTaskModule
 from fer_lightning.runs.fault_tolerance import fault_tolerance_plugins
 from fer_lightning.runs.history import recorded_history
 from fer_lightning.runs.resume import checkpoint_to_resume
+from fer_lightning.runs.run_lock import holding_run_dir
 
 log = logging.getLogger("fer_lightning.train")
 
@@ -54,7 +55,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
 
 
-main = entry_point("train")(train)
+main = entry_point("train")(holding_run_dir(train))
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -99,12 +101,51 @@ def trained_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
     the tests that check what train, eval and predict make of its checkpoints."""
     from fer_lightning.train import train
 
-    overrides = ["model=tnet", "optimizer.lr=3e-3", "trainer.max_epochs=2"]
-    cfg = compose_in(
-        tmp_path_factory.mktemp("trained"), "train", [*tiny_overrides(tiny_dataset), *overrides]
-    )
+    cfg = compose_in(tmp_path_factory.mktemp("trained"), "train", trained_overrides(tiny_dataset))
     train(cfg)
     return Path(cfg.paths.output_dir)
+
+
+def trained_overrides(root: Path) -> list[str]:
+    """The overrides of `trained_run`: the same command resumes a copy of it."""
+    return [*tiny_overrides(root), "model=tnet", "optimizer.lr=3e-3", "trainer.max_epochs=2"]
+
+
+def crafted_checkpoint(run: Path, directory: Path, node: str) -> tuple[Path, Path]:
+    """A copy of `run`'s last checkpoint whose stored `node` config calls Path.write_text on a
+    victim file when given to Hydra's instantiate (as the tests check it would be); the copy's
+    path and the victim's."""
+    victim = directory / "pwned.txt"
+    checkpoint = torch.load(
+        run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    )
+    checkpoint["fer_config"][node] = {
+        "_target_": "pathlib.Path.write_text",
+        "self": {"_target_": "pathlib.Path", "_args_": [str(victim)]},
+        "data": "pwned",
+    }
+    path = directory / f"crafted-{node}.ckpt"
+    torch.save(checkpoint, path)
+    return path, victim
+
+
+def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m fer_lightning.<module> ARGS` in `cwd`, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", f"fer_lightning.{module}", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_refused_in_one_line(result: subprocess.CompletedProcess, victim: Path) -> None:
+    """A refusal: non-zero status, one `error:` line on stderr, the victim file not written."""
+    assert result.returncode != 0
+    assert len(result.stderr.splitlines()) == 1, result.stderr[-3000:]
+    assert result.stderr.startswith("error: ")
+    assert not victim.exists()
 
 
 def checkpoint_network(path: Path) -> nn.Module:

@@ -12,13 +12,17 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.eval import evaluate
+from fer_lightning.runs.run_lock import run_dir_lock
 from tests.conftest import (
     TINY,
     annotation,
+    assert_refused_in_one_line,
     checkpoint_network,
     compose_in,
+    crafted_checkpoint,
     decode_plain,
     network_outputs,
+    run_module,
 )
 
 
@@ -127,3 +131,33 @@ def test_a_bad_split_or_tta_is_a_config_error(compose_config, override, message)
     cfg = compose_config("eval", ["ckpt_path=missing.ckpt", override])
     with pytest.raises(ConfigError, match=message):
         evaluate(cfg)
+
+
+@pytest.mark.parametrize("node", ["model", "loss", "data"])
+def test_a_checkpoint_naming_code_in_its_config_is_refused_and_runs_nothing(
+    trained_run, tmp_path, node
+):
+    crafted, victim = crafted_checkpoint(trained_run, tmp_path, node)
+    result = run_module(
+        "eval",
+        f"ckpt_path={crafted}",
+        "trainer.accelerator=cpu",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        cwd=tmp_path,
+    )
+    assert_refused_in_one_line(result, victim)
+    assert f"fer_config.{node}._target_" in result.stderr
+
+
+def test_eval_refuses_a_run_directory_in_use(trained_run, tmp_path):
+    with run_dir_lock(tmp_path / "eval"):
+        result = run_module(
+            "eval",
+            f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+            "trainer.accelerator=cpu",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+            cwd=tmp_path,
+        )
+    assert result.returncode == 2 and "is in use by another process" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "eval" / "results").exists()

@@ -16,6 +16,7 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.export import export
 from fer_lightning.module import trained_net
 from fer_lightning.runs.checkpoints import load_checkpoint
+from tests.conftest import assert_refused_in_one_line, crafted_checkpoint, run_module
 from tests.test_predict import save_checkpoint
 
 
@@ -126,3 +127,19 @@ def test_an_export_that_differs_from_pytorch_fails(
     )
     assert own > 1e-3 and exported.max_abs_diff > 1e-4
     assert exported.max_abs_diff == pytest.approx(own, rel=0.5)
+
+
+@pytest.mark.parametrize("node", ["model", "data"])
+def test_a_checkpoint_naming_code_in_its_config_is_refused_and_runs_nothing(
+    trained_run, tmp_path, node
+):
+    crafted, victim = crafted_checkpoint(trained_run, tmp_path, node)
+    result = run_module(
+        "export",
+        f"ckpt_path={crafted}",
+        "format=torchscript",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert_refused_in_one_line(result, victim)
+    assert not list((tmp_path / "run").glob("model.*"))

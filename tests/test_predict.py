@@ -18,9 +18,17 @@ from skimage.data import astronaut
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.inference.faces import Box, crop_face
+from fer_lightning.inference.predictor import Predictor
 from fer_lightning.models import create_model
 from fer_lightning.predict import predict
-from tests.conftest import checkpoint_network, decode_plain, network_outputs
+from tests.conftest import (
+    assert_refused_in_one_line,
+    checkpoint_network,
+    crafted_checkpoint,
+    decode_plain,
+    network_outputs,
+    run_module,
+)
 from tests.data_fixtures import jpeg_header_bomb, within
 
 # Eileen Collins' face in skimage's 512x512 astronaut photograph, checked by eye (x, y, w, h).
@@ -344,3 +352,38 @@ def test_odd_files_are_counted_per_kind_and_earlier_outputs_are_not_read_back(
     second = predict(compose_config("predict", overrides))
     assert read_rows(folder / "out" / "faces.csv") == first
     assert "unsupported" not in second.skipped  # faces.csv was not even looked at
+
+
+@pytest.mark.parametrize("node", ["model", "data"])
+def test_a_checkpoint_naming_code_in_its_config_is_refused_and_runs_nothing(
+    trained_run, astronaut_jpg, tmp_path, node
+):
+    crafted, victim = crafted_checkpoint(trained_run, tmp_path, node)
+    result = run_module(
+        "predict",
+        f"ckpt_path={crafted}",
+        f"input={astronaut_jpg}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert_refused_in_one_line(result, victim)
+    assert not (tmp_path / "run" / "predictions.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"num_classes": "8"}, "num_classes = '8' should be of type int"),
+        ({"image_size": True}, "image_size = True should be of type int"),
+        ({"name": "os.system"}, "unknown model 'os.system'"),
+        ({"layers": 3}, "model.layers is not a setting"),
+        ({"num_classes": 7}, "weights do not fit the tnet network"),
+    ],
+)
+def test_a_stored_model_config_of_wrong_values_is_one_line(checkpoint, tmp_path, change, message):
+    stored = torch.load(checkpoint, weights_only=True)
+    stored["fer_config"]["model"].update(change)
+    torch.save(stored, tmp_path / "changed.ckpt")
+    with pytest.raises(ConfigError, match=message) as caught:
+        Predictor.from_checkpoint(tmp_path / "changed.ckpt", batch_size=1, device="cpu")
+    assert "\n" not in str(caught.value)

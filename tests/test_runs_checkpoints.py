@@ -1,17 +1,28 @@
-"""Finding the checkpoint to continue from, and starting over (the end-to-end fallback to
-last-prev.ckpt is in test_runs_fault_tolerance.py)."""
+"""Reading checkpoints, finding the one to continue from, starting over, and a copied run
+directory using its own (the end-to-end fallback to last-prev.ckpt is in
+test_runs_fault_tolerance.py)."""
 
 from __future__ import annotations
 
+import csv
+import logging
+import pickle
+import shutil
+from pathlib import Path
+
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.runs.checkpoints import (
+    load_checkpoint,
+    reanchor,
     remove_interrupted_saves,
     resume_checkpoint,
     start_over,
 )
+from tests.conftest import compose_in, trained_overrides
 
 
 def test_resume_false_moves_the_earlier_attempt_aside(tmp_path):
@@ -43,3 +54,73 @@ def test_a_rerun_removes_what_an_interrupted_save_left(tmp_path):
         (checkpoints / name).write_bytes(b"x")
     remove_interrupted_saves(tmp_path)
     assert sorted(p.name for p in checkpoints.iterdir()) == [".last.ckpt.staged", "last.ckpt"]
+
+
+def _broken(kind: str, path: Path) -> None:
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "tensor":
+        torch.save(torch.zeros(2), path)
+    else:
+        path.write_bytes(
+            {"empty": b"", "garbage": b"not a checkpoint", "pickle": pickle.dumps({})}[kind]
+        )
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "pickle", "tensor", "directory"])
+def test_any_unreadable_last_checkpoint_falls_back_with_one_warning(
+    trained_run, tmp_path, caplog, kind
+):
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    shutil.copy(trained_run / "checkpoints" / "last.ckpt", checkpoints / "last-prev.ckpt")
+    _broken(kind, checkpoints / "last.ckpt")
+    model = torch.load(checkpoints / "last-prev.ckpt", weights_only=True)["fer_config"]["model"]
+    cfg = OmegaConf.create({"resume": True, "ckpt_path": None, "model": model})
+    with caplog.at_level(logging.WARNING):
+        assert resume_checkpoint(cfg, tmp_path) == str(checkpoints / "last-prev.ckpt")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "\n" not in warning and "last-prev.ckpt" in warning
+    assert (checkpoints / "last.ckpt.unreadable").exists()
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "pickle", "tensor", "directory"])
+def test_an_unreadable_checkpoint_is_one_line(tmp_path, kind):
+    _broken(kind, tmp_path / "x.ckpt")
+    with pytest.raises(ConfigError) as error:
+        load_checkpoint(tmp_path / "x.ckpt")
+    assert "\n" not in str(error.value) and "weights_only=False" not in str(error.value)
+
+
+def test_a_state_saved_in_another_folder_names_the_files_of_this_one():
+    old, new = "/data/a/run/checkpoints", "/scratch/b/run/checkpoints"
+    state = {
+        "dirpath": old,
+        "best_model_path": f"{old}/best-epoch003.ckpt",
+        "kth_best_model_path": f"{old}/best-epoch003.ckpt",
+        "last_model_path": "",
+        "best_k_models": {f"{old}/best-epoch003.ckpt": 0.5},
+        "best_model_score": 0.5,
+    }
+    reanchor(state, new)
+    assert state == {
+        "dirpath": new,
+        "best_model_path": f"{new}/best-epoch003.ckpt",
+        "kth_best_model_path": f"{new}/best-epoch003.ckpt",
+        "last_model_path": "",
+        "best_k_models": {f"{new}/best-epoch003.ckpt": 0.5},
+        "best_model_score": 0.5,
+    }
+
+
+def test_a_copied_run_directory_resumes_and_tests_its_own_checkpoints(
+    trained_run, tiny_dataset, tmp_path
+):
+    from fer_lightning.train import train
+
+    shutil.copytree(trained_run, tmp_path / "run")
+    cfg = compose_in(tmp_path, "train", trained_overrides(tiny_dataset))
+    train(cfg)
+    (row,) = csv.DictReader((tmp_path / "run" / "results" / "experiment.csv").open())
+    assert Path(row["checkpoint"]).parent == tmp_path / "run" / "checkpoints"
+    assert Path(row["checkpoint"]).is_file()

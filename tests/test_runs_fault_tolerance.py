@@ -8,6 +8,7 @@ and every byte of the CSV log (one row per step, flushed at once) equal the unin
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fer_lightning.runs.fault_tolerance import exit_status
+from fer_lightning.runs.fault_tolerance import FaultTolerance, exit_status
 from tests.conftest import tiny_overrides
 
 EVERY = 2  # checkpoint.every_n_steps
@@ -144,3 +145,17 @@ def test_killed_three_times_at_random_the_run_ends_bit_identical(reference, tiny
         assert 0 <= trained - resumed_at <= EVERY  # the rerun repeats at most one interval
     run(args)
     assert_same_run(tmp_path / "run", reference)
+
+
+def test_a_signal_while_testing_exits_with_its_status_and_a_message(tmp_path, caplog):
+    callback = FaultTolerance(str(tmp_path))
+    callback.on_test_start(None, None)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(SystemExit) as ended, caplog.at_level(logging.WARNING):
+            callback.on_test_batch_end(None, None, None, None, 0)
+    finally:
+        callback.on_test_end(None, None)
+    assert ended.value.code == 143
+    assert "stopped by SIGTERM while testing" in caplog.text
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -29,6 +29,7 @@ from fer_lightning.inference.faces import DEFAULT_MARGIN
 from fer_lightning.labels import EXPRESSION_NAMES
 from fer_lightning.module import trained_net
 from fer_lightning.runs.checkpoints import load_checkpoint
+from fer_lightning.runs.stored_config import model_settings, stored_input
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("expression_logits", "valence_arousal")
@@ -60,7 +61,7 @@ def export_checkpoint(
     if fmt not in EXPORTERS:
         raise ConfigError(f"unknown format '{fmt}': choose {' or '.join(EXPORTERS)}")
     checkpoint = load_checkpoint(ckpt_path)
-    image_size = int(checkpoint["fer_config"]["data"]["image_size"])
+    image_size, _ = stored_input(checkpoint["fer_config"])
     net = trained_net(checkpoint)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -94,12 +95,12 @@ def max_abs_diff(net: nn.Module, run: Runner, image_size: int) -> float:
 def model_card(checkpoint: dict[str, Any], fmt: str, output: Path) -> dict[str, Any]:
     """What feeding the exported model takes: input size, channel order, value range, statistics."""
     config = checkpoint["fer_config"]
-    size = int(config["data"]["image_size"])
-    num_classes = int(config["data"]["classes"])
+    size, num_classes = stored_input(config)
+    model = model_settings(config)
     return {
         "format": fmt,
         "file": output.name,
-        "model": config["model"]["name"],
+        "model": model["name"],
         "input": {
             "name": INPUT_NAME,
             "shape": ["batch", 3, size, size],
@@ -123,7 +124,7 @@ def model_card(checkpoint: dict[str, Any], fmt: str, output: Path) -> dict[str, 
             OUTPUT_NAMES[1]: {
                 "shape": ["batch", 2],
                 "meaning": "valence, arousal (in [-1, 1] when va_activation is tanh)",
-                "va_activation": config["model"].get("va_activation", "tanh"),
+                "va_activation": model.get("va_activation", "tanh"),
             },
         },
         "output_names": list(OUTPUT_NAMES),

@@ -21,6 +21,7 @@ from fer_lightning.inference.faces import Box, FaceDetector, crop_face, whole_im
 from fer_lightning.inference.sources import Frame, Skipped
 from fer_lightning.module import trained_net
 from fer_lightning.runs.checkpoints import load_checkpoint
+from fer_lightning.runs.stored_config import stored_input
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, batch_size: int, device: str) -> Predictor:
         """Reads weights only (no pickled code) and the training input size from the checkpoint."""
         checkpoint = load_checkpoint(path)
-        data = checkpoint["fer_config"]["data"]
+        image_size, classes = stored_input(checkpoint["fer_config"])
         net = trained_net(checkpoint)
-        return cls(net, data["image_size"], data["classes"], batch_size, resolve_device(device))
+        return cls(net, image_size, classes, batch_size, resolve_device(device))
 
     @torch.inference_mode()
     def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

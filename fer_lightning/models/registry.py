@@ -7,9 +7,7 @@ only for a model with settings of its own (docs/configuration.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -91,16 +89,6 @@ def create_model(
         default.hidden if head_hidden is None else head_hidden,
         default.dropout if dropout is None else dropout,
     )
-
-
-def rebuild_model(config: Mapping[str, Any]) -> MultiTaskNet:
-    """The network a run's stored `model` config describes, without ImageNet weights.
-
-    For a trained checkpoint, whose own weights replace them: it loads on a machine without
-    the ImageNet files.
-    """
-    settings = {key: value for key, value in config.items() if key != "_target_"}
-    return create_model(**{**settings, "pretrained": False})
 
 
 def model_node(name: str) -> dict[str, object]:

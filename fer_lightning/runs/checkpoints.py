@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Iterable
 from datetime import datetime
@@ -20,6 +21,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import atomic_write, fsync_dir
+from fer_lightning.runs.stored_config import is_plain
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +30,46 @@ LAST = "last.ckpt"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint with `weights_only=True`, so an untrusted file cannot run code."""
+    """Loads a checkpoint with `weights_only=True`, so an untrusted file cannot run code, and
+    checks its shape: weights, and a stored config of plain values (`runs.stored_config`)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"checkpoint {path} is a directory: pass ckpt_path=PATH to a .ckpt file")
     if not path.is_file():
         raise ConfigError(f"checkpoint not found at {path}: pass ckpt_path=PATH to a .ckpt file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        raise ConfigError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from exc
-    if "fer_config" not in checkpoint or "state_dict" not in checkpoint:
-        raise ConfigError(f"{path} is not a fer-lightning checkpoint (no fer_config/state_dict)")
+        with warnings.catch_warnings():
+            # torch warns, over several lines, of pickle protocols it did not write.
+            warnings.simplefilter("ignore", UserWarning)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ConfigError(
+            f"cannot read checkpoint {path}: it holds more than weights and plain values, so it "
+            "is not loaded (a file that would run code, or not a checkpoint)"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ConfigError(
+            f"cannot read checkpoint {path} ({type(exc).__name__}): it is empty, cut short, "
+            "corrupted or not a checkpoint"
+        ) from exc
+    if not _is_fer_checkpoint(checkpoint):
+        raise ConfigError(
+            f"{path} is not a fer-lightning checkpoint (it needs a state_dict of tensors and a "
+            "fer_config of plain values)"
+        )
     return checkpoint
+
+
+def _is_fer_checkpoint(checkpoint: Any) -> bool:
+    if not isinstance(checkpoint, dict):
+        return False
+    weights, config = checkpoint.get("state_dict"), checkpoint.get("fer_config")
+    return (
+        isinstance(weights, dict)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items())
+        and isinstance(config, dict)
+        and is_plain(config)
+    )
 
 
 def previous_version(path: Path) -> Path:
@@ -58,6 +89,34 @@ def commit_checkpoint(source: Path, path: Path) -> None:
     _keep_previous(path)
     os.replace(source, path)
     fsync_dir(path.parent)
+
+
+# ModelCheckpoint's state entries that name files of its folder.
+PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+def reanchor(state: dict[str, Any], dirpath: str) -> None:
+    """Makes a ModelCheckpoint state saved in another folder name the files of `dirpath`.
+
+    The state names its checkpoints by absolute path, so a copied run directory would test the
+    original's best checkpoint, and a moved one would not find it; and Lightning keeps only the
+    path, not the best score, when the folder differs, so a resumed copy would forget which
+    score to beat. The files a state names are those of the run's own `checkpoints/` folder.
+    """
+    saved = state.get("dirpath")
+    if not saved or saved == dirpath:
+        return
+
+    def moved(path: str) -> str:
+        inside = path and Path(path).parent == Path(saved)
+        return str(Path(dirpath) / Path(path).name) if inside else path
+
+    for key in PATH_KEYS:
+        if isinstance(state.get(key), str):
+            state[key] = moved(state[key])
+    if isinstance(state.get("best_k_models"), dict):
+        state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
+    state["dirpath"] = dirpath
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -82,6 +141,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.fsync(file.fileno())  # on disk before the good `last.ckpt` is moved aside
             _keep_previous(path)
 
+    def load_checkpoint(self, path: str | os.PathLike, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Lightning's load, with a missing file (a best checkpoint deleted since it was saved)
+        a one-line error."""
+        if not Path(path).is_file():
+            raise ConfigError(
+                f"checkpoint {path} is missing (deleted or moved since the run saved it): "
+                "restore it, or pass test=false"
+            )
+        return super().load_checkpoint(path, *args, **kwargs)
+
 
 def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
     """The checkpoint a run continues from: `ckpt_path` if given, else the run's last readable one.
@@ -98,7 +167,7 @@ def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
     last = run_dir / CHECKPOINT_DIR / LAST
     problems: list[str] = []
     for candidate in (last, previous_version(last)):
-        if not candidate.is_file():
+        if not (candidate.exists() or candidate.is_symlink()):
             continue
         try:
             checkpoint = load_checkpoint(candidate)
@@ -121,7 +190,8 @@ def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
 
 def _check_same_model(checkpoint: dict[str, Any], cfg: Any, path: str | Path) -> None:
     """Refuses to continue a checkpoint of another network (a reused `hydra.run.dir`, say)."""
-    saved = checkpoint["fer_config"].get("model", {})
+    saved = checkpoint["fer_config"].get("model")
+    saved = saved if isinstance(saved, dict) else {}
     wanted = OmegaConf.to_container(cfg.model, resolve=True)
     if saved != wanted:
         raise ConfigError(

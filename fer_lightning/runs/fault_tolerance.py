@@ -20,12 +20,17 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from fer_lightning.errors import ConfigError
-from fer_lightning.runs.checkpoints import LAST, AtomicCheckpointIO, commit_checkpoint
+from fer_lightning.runs.checkpoints import (
+    LAST,
+    AtomicCheckpointIO,
+    commit_checkpoint,
+    reanchor,
+)
 from fer_lightning.runs.lightning_internals import add_to_epoch_sums, within_epoch
 from fer_lightning.runs.state import (
     epoch_state,
@@ -92,7 +97,9 @@ class FaultTolerance(Checkpoint):
     Signals (SIGTERM, SIGINT, SIGUSR1, SIGUSR2) during training: the current batch (or at an
     epoch's last batch, the epoch) finishes, its checkpoint is saved as above, and the process exits
     with status 128 + the signal's number. A handler installed before the Trainer's (submitit's
-    requeue on SIGUSR2) runs after that save. A second Ctrl+C interrupts at once.
+    requeue on SIGUSR2) runs after that save. A second Ctrl+C interrupts at once. During the test
+    that follows training, a signal ends the run after the current batch, with the same status
+    and without `results/` (nothing is left to save: a rerun tests again).
 
     What checkpoints get (key `fer_resume`): the global RNG states, restored before the first
     resumed batch, so dropout draws as without the interruption; whether training had been told
@@ -121,6 +128,7 @@ class FaultTolerance(Checkpoint):
         self._flush_pending = False  # rows were logged at a checkpoint's position
         self._staged_at = ""  # where the staged checkpoint was saved, until it is committed
         self._exit_pending = False
+        self._testing = False  # a signal then ends the test without results/
         self._trained = False
         self._restored: dict[str, Any] | None = None
         self._epoch_sums: dict[str, Any] | None = None
@@ -149,6 +157,11 @@ class FaultTolerance(Checkpoint):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         self._restored = checkpoint.get(STATE_KEY)
+        # Before the callbacks load their states: a copied run uses its own best checkpoint.
+        states = checkpoint.get("callbacks", {})
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.state_key in states:
+                reanchor(states[callback.state_key], callback.dirpath)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._earlier = {signum: signal.getsignal(signum) for signum in _signals()}
@@ -220,6 +233,21 @@ class FaultTolerance(Checkpoint):
             log.info("resumed a run that had finished training: nothing left to train")
         self._restored = None
 
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._testing = True
+        self._install_handlers()
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *batch_and_outputs: Any
+    ) -> None:
+        # No vote across ranks: test shards are uneven, so ranks run different batch counts.
+        if self._signal is not None:
+            self._exit()
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
+        self._testing = False
+
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
@@ -265,9 +293,11 @@ class FaultTolerance(Checkpoint):
     def _exit(self) -> None:
         signum = self._signal or signal.SIGTERM  # other DDP ranks learn of it from rank 0
         log.warning(
-            "stopped by %s; exiting with status %d: rerun the same command to resume",
+            "stopped by %s%s; exiting with status %d: rerun the same command to %s",
             signal.Signals(signum).name,
+            " while testing, before results/ was written" if self._testing else "",
             exit_status(signum),
+            "test again" if self._testing else "resume",
         )
         earlier = self._earlier.get(signum)
         if callable(earlier) and earlier is not signal.default_int_handler:
