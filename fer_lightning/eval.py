@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
@@ -14,6 +16,8 @@ from fer_lightning.finish import Started, write_results
 from fer_lightning.module import TTA_MODES, MultiTaskModule
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.history import checkpoint_history
+
+log = logging.getLogger("fer_lightning.eval")
 
 SPLITS = ("test", "val")
 
@@ -23,6 +27,27 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
     if cfg.tta not in TTA_MODES:
         raise ConfigError(f"tta must be null or flip, got {cfg.tta!r}")
+
+
+def _data_config(cfg: DictConfig, stored: dict) -> dict:
+    """The command's data at the checkpoint's image size, unless `data.image_size` was given:
+    a data group's default size is not the size the network was trained at."""
+    if not cfg.get("data"):
+        return stored
+    trained_size = int(stored["image_size"])
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    if data["image_size"] != trained_size and not any(
+        o.lstrip("+~").startswith("data.image_size=") for o in given
+    ):
+        log.info(
+            "data.image_size=%d, the checkpoint's (the data group says %d; set data.image_size "
+            "to choose)",
+            trained_size,
+            data["image_size"],
+        )
+        data["image_size"] = trained_size
+    return data
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -37,9 +62,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     checkpoint = load_checkpoint(cfg.ckpt_path)
 
     # The data the checkpoint was trained on, unless the command chose other data.
-    datamodule = instantiate(cfg.data if cfg.get("data") else checkpoint["fer_config"]["data"])
+    datamodule = instantiate(_data_config(cfg, checkpoint["fer_config"]["data"]))
     datamodule.test_split = cfg.split
     module = MultiTaskModule.from_checkpoint(checkpoint, tta=cfg.tta)
+    module.test_split = cfg.split
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False
     )
