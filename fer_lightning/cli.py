@@ -3,9 +3,11 @@ per-job error policy of multirun sweeps, and the `key=value` parser of the non-H
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -14,17 +16,21 @@ from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.files import write_text_atomic
 from fer_lightning.paths import CONFIG_DIR
 
 log = logging.getLogger("fer_lightning")
 
-# A failed sweep job leaves its error, one line, in `<job dir>/results/` under this name.
+# A failed sweep job leaves its error, one line, in `<job dir>/results/` under this name; a job
+# that finished leaves DONE_FILE there. A job directory with neither is unfinished.
 FAILED_FILE = "failed.txt"
+DONE_FILE = "done.txt"
 
 
 def run_name(override_dirname: str) -> str:
@@ -42,17 +48,38 @@ def run_name(override_dirname: str) -> str:
     return name
 
 
-def gpu_precision() -> str:
-    """bf16 where the GPU computes it natively (no loss scaling), fp16 with a scaler otherwise."""
+def checkpoint_run_name(ckpt_path: str) -> str:
+    """The part of an eval, predict or export run directory that names the checkpoint.
+
+    `outputs/train/runs/model-tnet/checkpoints/last.ckpt` becomes `model-tnet-last-<hash>`: the
+    training run's name and the file's, for the reader, and a hash of the resolved path, so two
+    checkpoints never share a directory (docs/run-directory.md).
+    """
+    path = Path(ckpt_path).expanduser().resolve()
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    return run_name(f"{run_dir.name}-{path.stem}")[:80] + f"-{digest}"
+
+
+def gpu_precision(accelerator: str = "gpu") -> str:
+    """bf16 where the GPU computes it natively (no loss scaling), fp16 with a scaler otherwise,
+    and full precision where the run has no GPU (`trainer=ddp trainer.accelerator=cpu`)."""
     import torch  # here: the plain commands (data.synthetic, data.check) start without torch
 
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        return "32-true"
+    if torch.cuda.is_bf16_supported(including_emulation=False):
         return "bf16-mixed"
     return "16-mixed"
 
 
 def register_resolvers() -> None:
-    for name, fn in {"fer_run_name": run_name, "fer_gpu_precision": gpu_precision}.items():
+    resolvers = {
+        "fer_run_name": run_name,
+        "fer_checkpoint_run_name": checkpoint_run_name,
+        "fer_gpu_precision": gpu_precision,
+    }
+    for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -103,15 +130,27 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _mark_job(marker: str | None = None, text: str = "") -> None:
+    """Leaves `marker` (FAILED_FILE or DONE_FILE, or none) as the only one in the job's results/.
+
+    An earlier attempt's marker goes first, so a rerun job that is killed reads as unfinished.
+    """
+    if not HydraConfig.initialized():
+        return
+    results = Path(HydraConfig.get().runtime.output_dir) / "results"
+    for old in (FAILED_FILE, DONE_FILE):
+        (results / old).unlink(missing_ok=True)
+    if marker:
+        write_text_atomic(results / marker, text)
+
+
 def record_failure(exc: Exception) -> None:
     """Logs a job's error with its trace and leaves it, one line, in `<job dir>/results/`."""
     log.error("job failed; the sweep continues", exc_info=exc)
-    results = Path(HydraConfig.get().runtime.output_dir) / "results"
-    results.mkdir(parents=True, exist_ok=True)
     while exc.__cause__ is not None:  # the original error, not Hydra's instantiation wrapper
         exc = exc.__cause__
     message = " ".join(str(exc).split()) or "(no message)"
-    (results / FAILED_FILE).write_text(f"{type(exc).__name__}: {message}\n")
+    _mark_job(FAILED_FILE, f"{type(exc).__name__}: {message}\n")
 
 
 def run_sweep_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -123,11 +162,13 @@ def run_sweep_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     of the task's result; else the result itself. A failed job returns None, which the Optuna
     sweeper marks as a failed trial.
     """
+    _mark_job()
     try:
         result = task(cfg)
     except Exception as exc:
         record_failure(exc)
         return None
+    _mark_job(DONE_FILE, "done\n")
     metric = cfg.get("optimized_metric")
     if not metric:
         return result
@@ -184,16 +225,25 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(task)
+        def validated(cfg: DictConfig) -> Any:
+            from fer_lightning.validate import validate  # it imports torch, which --help needs not
+
+            validate(cfg, config_name)
+            return task(cfg)
+
+        @functools.wraps(task)
         def guarded(cfg: DictConfig) -> Any:
             if in_multirun():  # one job's error is recorded and must not end the sweep
-                return run_sweep_job(task, cfg)
+                return run_sweep_job(validated, cfg)
             try:
-                return task(cfg)
-            except (ConfigError, InstantiationException) as exc:
+                return validated(cfg)
+            except (ConfigError, InstantiationException, OmegaConfBaseException, OSError) as exc:
+                # Said here, not after Hydra's run_job, which first writes a line of its own.
                 error = _user_error(exc)
-                if error is None:
+                message = str(error) if error else outside_error(exc)
+                if message is None:
                     raise
-                fail(str(error))
+                fail(message)
 
         register_resolvers()
         from fer_lightning.models import register_model_configs
@@ -208,11 +258,54 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             problem = unknown_choice(sys.argv[1:])
             if problem:
                 fail(problem)
-            return app()
+            # Hydra prints its own errors (an unknown key, a missing value) across several lines
+            # and exits 1 unless asked to raise them, so that they can be said in one line here.
+            os.environ["HYDRA_FULL_ERROR"] = "1"
+            try:
+                return app()
+            except (HydraException, OmegaConfBaseException, OSError) as exc:  # before the task
+                message = outside_error(exc)
+                if message is None:
+                    raise
+                fail(message)
 
         return checked
 
     return decorate
+
+
+# File-system errors the user can fix, with what to do about each.
+FILE_ERRORS = {
+    errno.ENOSPC: "free space or write elsewhere",
+    errno.EDQUOT: "free space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "this user may not use it: change its permissions or use another place",
+    errno.EPERM: "this user may not use it: change its permissions or use another place",
+}
+
+
+def outside_error(exc: BaseException) -> str | None:
+    """One line for an error of the command line (Hydra's, OmegaConf's) or of the file system that
+    the user can fix; None for anything else, which keeps its traceback."""
+    if isinstance(exc, OSError):
+        if exc.errno not in FILE_ERRORS:
+            return None
+        where = exc.filename or "a file of the run directory"
+        return f"cannot write {where} ({exc.strerror}): {FILE_ERRORS[exc.errno]}"
+    missing = re.search(r"Missing mandatory value: ([\w.]+)", f"{exc} {exc.__cause__}")
+    if missing:  # also when met while resolving another value, e.g. the run directory's name
+        from fer_lightning.validate import required
+
+        return required(missing.group(1))
+    if isinstance(exc, InstantiationException):
+        return None
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+    if isinstance(exc, OverrideParseException):
+        return f"cannot parse the overrides ({lines[0]}): write key=value, quoting special values"
+    if lines[0].startswith("Could not override"):
+        # Hydra's next line says how to add the key; most often it is a misspelt one instead.
+        return f"{lines[0].removesuffix('.')}: no such key in the config ({lines[-1]})"
+    return " ".join(lines)
 
 
 def instantiate_dict(node: DictConfig | None) -> list[Any]:

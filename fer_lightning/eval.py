@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
@@ -15,7 +17,9 @@ from fer_lightning.module import TTA_MODES, MultiTaskModule
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.history import checkpoint_history
 from fer_lightning.runs.run_lock import holding_run_dir
-from fer_lightning.runs.stored_config import stored_datamodule
+from fer_lightning.runs.stored_config import stored_datamodule, stored_input
+
+log = logging.getLogger("fer_lightning.eval")
 
 SPLITS = ("test", "val")
 
@@ -25,6 +29,24 @@ def _validate(cfg: DictConfig) -> None:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
     if cfg.tta not in TTA_MODES:
         raise ConfigError(f"tta must be null or flip, got {cfg.tta!r}")
+
+
+def _data_config(cfg: DictConfig, trained_size: int) -> dict:
+    """The command's data at the checkpoint's image size, unless `data.image_size` was given:
+    a data group's default size is not the size the network was trained at."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    if data["image_size"] != trained_size and not any(
+        o.lstrip("+~").startswith("data.image_size=") for o in given
+    ):
+        log.info(
+            "data.image_size=%d, the checkpoint's (the data group says %d; set data.image_size "
+            "to choose)",
+            trained_size,
+            data["image_size"],
+        )
+        data["image_size"] = trained_size
+    return data
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -37,9 +59,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     started = Started()
     checkpoint = load_checkpoint(cfg.ckpt_path)
     module = MultiTaskModule.from_checkpoint(checkpoint, tta=cfg.tta)
+    module.test_split = cfg.split
     # The data the checkpoint was trained on, unless the command chose other data.
     if cfg.get("data"):
-        datamodule = instantiate(cfg.data)
+        trained_size, _ = stored_input(checkpoint["fer_config"])
+        datamodule = instantiate(_data_config(cfg, trained_size))
     else:
         datamodule = stored_datamodule(checkpoint["fer_config"])
     datamodule.test_split = cfg.split

@@ -92,7 +92,9 @@ class MultiTaskModule(pl.LightningModule):
     `channels_last` takes effect on CUDA only (on the CPU the default layout is kept, so CPU runs
     compute exactly as before). `compile` compiles the network in place (`nn.Module.compile`,
     which keeps the state-dict keys, so checkpoints load into an uncompiled network) when fitting.
-    `tta="flip"` averages each test prediction with the mirrored image's.
+    `tta="flip"` averages each test prediction with the mirrored image's. `test_split` is the
+    split that `trainer.test` scores and the prefix of what it logs (eval sets it to `val` for
+    `split=val`).
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class MultiTaskModule(pl.LightningModule):
         self.val_metrics = MultiTaskMetrics(num_classes)
         self.test_metrics = MultiTaskMetrics(num_classes)
         self.tta = tta
+        self.test_split = "test"
         self.test_results: dict[str, Any] = {}
         self._test_outputs: list[dict[str, Tensor]] = []
 
@@ -208,7 +211,7 @@ class MultiTaskModule(pl.LightningModule):
         if self.tta == "flip":
             flipped_logits, flipped_va = self.net(self._images(batch).flip(-1))
             logits, va = (logits + flipped_logits) / 2, (va + flipped_va) / 2
-        self._log_losses("test", losses, on_step=False)
+        self._log_losses(self.test_split, losses, on_step=False)
         self.test_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
         self._test_outputs.append(
             {
@@ -226,7 +229,7 @@ class MultiTaskModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         metrics = self.test_metrics.compute()
         self.test_metrics.reset()
-        self.log_dict({f"test/{k}": v for k, v in metrics.items()})
+        self.log_dict({f"{self.test_split}/{k}": v for k, v in metrics.items()})
         local = {
             key: torch.cat([o[key] for o in self._test_outputs]).cpu().numpy()
             for key in (self._test_outputs[0] if self._test_outputs else ())

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import torch
 from omegaconf import OmegaConf
 
-from fer_lightning.cli import parse_key_values, run_command, run_name, run_sweep_job
+from fer_lightning.cli import (
+    checkpoint_run_name,
+    gpu_precision,
+    outside_error,
+    parse_key_values,
+    run_command,
+    run_name,
+    run_sweep_job,
+)
 from fer_lightning.errors import ConfigError
 
 DEFAULTS = {"root": None, "size": 64, "data": {"root": "Dataset/", "workers": None}}
@@ -65,3 +79,66 @@ def test_run_directory_names_have_no_characters_that_need_quoting():
     assert run_name("model=tnet,seed=1") == "model-tnet_seed-1"
     long = run_name("loss.weights.expression=0.9," * 10)
     assert len(long) == 91 and long != run_name("loss.weights.expression=0.8," * 10)
+
+
+def test_runs_of_different_checkpoints_never_share_a_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    last = "outputs/train/runs/model-tnet/checkpoints/last.ckpt"
+    name = checkpoint_run_name(last)
+    assert name.startswith("model-tnet-last-") and len(name) == len("model-tnet-last-") + 8
+    assert name == checkpoint_run_name(str(tmp_path / last))  # the same file, however named
+    assert name != checkpoint_run_name(last.replace("last", "best-epoch001"))
+    assert name != checkpoint_run_name(last.replace("model-tnet", "model-tnet_seed-1"))
+    copied = tmp_path / "elsewhere" / last
+    assert checkpoint_run_name(str(copied)) != name
+
+
+def test_no_gpu_means_full_precision():
+    assert gpu_precision("cpu") == "32-true"
+    expected = {"32-true"} if not torch.cuda.is_available() else {"bf16-mixed", "16-mixed"}
+    assert gpu_precision("gpu") in expected
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (errno.ENOSPC, "free space or write elsewhere"),
+        (errno.EROFS, "the file system is read-only"),
+        (errno.EACCES, "this user may not use it"),
+    ],
+)
+def test_a_full_or_read_only_disk_is_one_line_naming_the_path(code, advice):
+    error = OSError(code, "the system's words", "/runs/a/checkpoints/.last.ckpt.x.tmp")
+    message = outside_error(error)
+    assert message.startswith("cannot write /runs/a/checkpoints/.last.ckpt.x.tmp")
+    assert advice in message and "\n" not in message
+    assert outside_error(OSError(errno.ENOENT, "gone", "x")) is None  # a bug: its traceback
+
+
+def _cli(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"fer_lightning.{module}", *args, f"hydra.run.dir={tmp_path}/r"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["eval"], "error: ckpt_path is required: add ckpt_path=..."),
+        (["predict", "ckpt_path=a.ckpt"], "error: input is required: add input=..."),
+        (["eval", "ckpt_path=a.ckpt", "data.foo=1"], "error: Could not override 'data.foo'"),
+        (["export", "ckpt_path=["], "error: cannot parse the overrides"),
+        (["train", "optimizer.lr=0"], "error: optimizer.lr must be a number > 0"),
+        (["export", "ckpt_path=a.ckpt", "output=a.ckpt"], "error: output="),
+    ],
+)
+def test_a_command_line_mistake_is_one_line_and_exit_status_2(tmp_path, command, message):
+    result = _cli(tmp_path, *command)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(message)
+    assert not (tmp_path / "r" / "results").exists()

@@ -111,11 +111,15 @@ def test_the_trainer_presets(compose_config):
 
     assert trainer("cpu").accelerator == "cpu"
     gpu = trainer("gpu")
-    assert gpu.accelerator == "gpu" and gpu.precision in ("bf16-mixed", "16-mixed")
+    # Mixed precision where there is a GPU; none asked for, none given on the CPU.
+    mixed = ("bf16-mixed", "16-mixed") if torch.cuda.is_available() else ("32-true",)
+    assert gpu.accelerator == "gpu" and gpu.precision in mixed
     assert gpu.benchmark is True  # cuDNN autotuning
     ddp = trainer("ddp")
     assert ddp.strategy == "ddp" and ddp.devices == "auto"  # every GPU of this machine
     assert ddp.accelerator == "gpu" and ddp.precision == gpu.precision
+    cpu_ddp = compose_config("train", ["trainer=ddp", "trainer.accelerator=cpu"]).trainer
+    assert cpu_ddp.precision == "32-true"
     for name in ("default", "cpu", "gpu", "ddp"):
         # The project's sampler shards every split itself (README "Multiple GPUs").
         assert trainer(name).use_distributed_sampler is False, name

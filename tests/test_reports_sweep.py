@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from fer_lightning.cli import FAILED_FILE
+from fer_lightning.cli import DONE_FILE, FAILED_FILE
 from fer_lightning.paths import CONFIG_DIR
-from fer_lightning.reports.sweep import SUMMARY_CSV, SUMMARY_PLOT, swept_keys, write_summary
+from fer_lightning.reports.sweep import (
+    SUMMARY_CSV,
+    SUMMARY_PLOT,
+    SweepSummary,
+    swept_keys,
+    write_summary,
+)
 
 pytest_plugins = ["tests.sweep_fixtures"]
 
@@ -88,3 +96,30 @@ def test_a_two_trial_search_leaves_its_pareto_front(tiny_sweep, tmp_path):
         "loss.weights.arousal",
     }
     assert len(pd.read_csv(tmp_path / SUMMARY_CSV)) == 2
+
+
+def test_a_killed_job_is_unfinished_and_an_earlier_sweeps_jobs_are_left_out(tmp_path):
+    for num in range(3):
+        _fake_job(tmp_path, num, [f"seed={num}"])
+    earlier = tmp_path / "2_job" / ".hydra" / "hydra.yaml"
+    os.utime(earlier, (time.time() - 600, time.time() - 600))  # a larger sweep, killed, rerun
+    (tmp_path / "0_job" / "results").mkdir()
+    (tmp_path / "0_job" / "results" / DONE_FILE).write_text("done\n")
+    summary = write_summary(tmp_path, since=time.time() - 60)
+    assert summary["job"].tolist() == [0, 1]
+    assert summary["status"].tolist() == ["ok", "unfinished"]
+
+
+def test_a_sweep_whose_every_job_failed_exits_non_zero(tmp_path, capsys):
+    for num in range(2):
+        _fake_job(tmp_path, num, [f"seed={num}"])
+        (tmp_path / f"{num}_job" / "results").mkdir()
+        (tmp_path / f"{num}_job" / "results" / FAILED_FILE).write_text("ConfigError: bad\n")
+    callback = SweepSummary()
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    callback.on_multirun_start(config)
+    with pytest.raises(SystemExit) as caught:
+        callback.on_multirun_end(config)
+    assert caught.value.code == 1
+    assert (tmp_path / SUMMARY_CSV).is_file()
+    assert capsys.readouterr().err.startswith("error: all 2 jobs of the sweep failed")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from hydra.experimental.callback import Callback
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from fer_lightning.cli import FAILED_FILE
+from fer_lightning.cli import DONE_FILE, FAILED_FILE
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,19 @@ def _overrides(job_dir: Path) -> dict[str, str]:
     return {o.key_or_group: o.get_value_element_as_str() for o in parsed}
 
 
+def job_status(job_dir: Path) -> str:
+    """ok or failed by the marker its job left; unfinished without one (the job was killed)."""
+    if (job_dir / "results" / FAILED_FILE).is_file():
+        return "failed"
+    return "ok" if (job_dir / "results" / DONE_FILE).is_file() else "unfinished"
+
+
 def job_row(job_dir: Path) -> dict[str, Any]:
     """One job as one row: number, status, overrides, the metrics of `results/metrics.json`."""
     num = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.job.num
     failed = job_dir / "results" / FAILED_FILE
     metrics = job_dir / "results" / "metrics.json"
-    row: dict[str, Any] = {"job": num, "status": "failed" if failed.is_file() else "ok"}
+    row: dict[str, Any] = {"job": num, "status": job_status(job_dir)}
     row.update(_overrides(job_dir))
     if metrics.is_file():
         row.update(json.loads(metrics.read_text()))
@@ -52,9 +61,23 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     return row
 
 
-def sweep_summary(sweep_dir: Path) -> pd.DataFrame:
-    """Every job directory of a sweep (one with `.hydra/overrides.yaml`), one row each, by job."""
+def sweep_summary(sweep_dir: Path, since: float | None = None) -> pd.DataFrame:
+    """Every job directory of a sweep (one with `.hydra/overrides.yaml`), one row each, by job.
+
+    With `since` (the sweep's start, a Unix time), only the jobs this sweep started: every job
+    rewrites its `.hydra/` when it starts, so an older one is left from an earlier, larger sweep
+    in the same directory, and is left out with a warning.
+    """
     jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    if since is not None:
+        earlier = [job for job in jobs if (job / ".hydra" / "hydra.yaml").stat().st_mtime < since]
+        if earlier:
+            log.warning(
+                "left out of the summary: %d job directories of an earlier sweep (%s)",
+                len(earlier),
+                ", ".join(sorted(job.name for job in earlier)),
+            )
+        jobs = [job for job in jobs if job not in earlier]
     rows = sorted((job_row(job) for job in jobs), key=lambda row: row["job"])
     return pd.DataFrame(rows)
 
@@ -106,9 +129,10 @@ def plot_sweep(summary: pd.DataFrame, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def write_summary(sweep_dir: Path) -> pd.DataFrame:
-    """Writes `sweep_summary.csv` (and its plot, when the jobs left metrics) into the sweep dir."""
-    summary = sweep_summary(sweep_dir)
+def write_summary(sweep_dir: Path, since: float | None = None) -> pd.DataFrame:
+    """Writes `sweep_summary.csv` (and its plot, when the jobs left metrics) into the sweep dir,
+    for the jobs started since `since` (all with None)."""
+    summary = sweep_summary(sweep_dir, since)
     if summary.empty:
         log.warning("no job directories in %s: no sweep summary", sweep_dir)
         return summary
@@ -123,13 +147,31 @@ def write_summary(sweep_dir: Path) -> pd.DataFrame:
     )
     for _, row in failed.iterrows():
         log.warning("job %s failed: %s", row["job"], row["error"])
+    for _, row in summary[summary["status"] == "unfinished"].iterrows():
+        log.warning("job %s did not finish (killed?): rerun the sweep to continue it", row["job"])
     return summary
 
 
 class SweepSummary(Callback):
-    """Hydra callback: writes the sweep summary once every job of `-m` has returned."""
+    """Hydra callback: writes the sweep summary once every job of `-m` has returned, and ends
+    the command with exit status 1 when every job failed (docs/commands.md)."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # A second of slack: some file systems keep modification times in whole seconds.
+        self.started = time.time() - 1.0
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Lightning's ddp reruns the command, -m included, in every other rank of a local run.
-        if os.environ.get("LOCAL_RANK", "0") == "0":
-            write_summary(Path(config.hydra.sweep.dir))
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        summary = write_summary(sweep_dir, self.started)
+        if not summary.empty and (summary["status"] == "failed").all():
+            table = sweep_dir / SUMMARY_CSV
+            print(
+                f"error: all {len(summary)} jobs of the sweep failed: see {table}", file=sys.stderr
+            )
+            sys.exit(1)
