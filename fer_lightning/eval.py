@@ -14,6 +14,7 @@ from fer_lightning.finish import Started, write_results
 from fer_lightning.module import TTA_MODES, MultiTaskModule
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.history import checkpoint_history
+from fer_lightning.runs.resume import split_record_of
 
 SPLITS = ("test", "val")
 
@@ -39,6 +40,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     # The data the checkpoint was trained on, unless the command chose other data.
     datamodule = instantiate(cfg.data if cfg.get("data") else checkpoint["fer_config"]["data"])
     datamodule.test_split = cfg.split
+    record = split_record_of(cfg.ckpt_path)
+    if not cfg.get("data") and record.is_file():
+        datamodule.split_file = record  # the samples that run was trained and tested on
     module = MultiTaskModule.from_checkpoint(checkpoint, tta=cfg.tta)
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False
