@@ -16,6 +16,7 @@ from fer_lightning.finish import Started, write_results
 from fer_lightning.module import TTA_MODES, MultiTaskModule
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.history import checkpoint_history
+from fer_lightning.runs.resume import split_record_of
 from fer_lightning.runs.run_lock import holding_run_dir
 from fer_lightning.runs.stored_config import stored_datamodule, stored_input
 
@@ -66,6 +67,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         datamodule = instantiate(_data_config(cfg, trained_size))
     else:
         datamodule = stored_datamodule(checkpoint["fer_config"])
+        record = split_record_of(cfg.ckpt_path)
+        if record.is_file():
+            datamodule.split_file = record  # the samples that run was trained and tested on
     datamodule.test_split = cfg.split
     pl.seed_everything(cfg.seed, workers=True)  # after the checks of the checkpoint: it logs
     trainer: pl.Trainer = instantiate(

@@ -10,10 +10,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fer_lightning.cli import entry_point, instantiate_dict
+from fer_lightning.data.split import RECORD_FILE
 from fer_lightning.finish import Started, write_results
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.runs.fault_tolerance import fault_tolerance_plugins
 from fer_lightning.runs.history import recorded_history
+from fer_lightning.runs.init_from import load_initial_weights
 from fer_lightning.runs.resume import checkpoint_to_resume
 from fer_lightning.runs.run_lock import holding_run_dir
 
@@ -27,6 +29,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
 
     datamodule = instantiate(cfg.data)
+    # The run's own record of its samples: written when it first draws them, read when it resumes.
+    datamodule.split_file = run_dir / RECORD_FILE
     module = MultiTaskModule.from_config(cfg)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -36,6 +40,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
 
     ckpt_path = checkpoint_to_resume(cfg, run_dir, trainer)
+    if ckpt_path is None and cfg.get("init_from"):
+        load_initial_weights(module.net, cfg.model.name, cfg.init_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if not cfg.test:
         return {}

@@ -14,6 +14,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from fer_lightning.data import split as split_module
 from fer_lightning.data.datamodule import AffectNetDataModule, balanced_class_weights
 from fer_lightning.data.split import SplitLeakError, stratified_holdout
+from fer_lightning.errors import ConfigError
 from tests.data_fixtures import make_dataset, write_annotations, write_image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,3 +148,46 @@ def test_a_changed_dataset_gets_a_new_split_with_a_warning(tmp_path, caplog):
     again = prepared(root, tmp_path / "cache")
     assert "drawing a new split" in caplog.text
     assert sum(again.split_sizes.values()) == sum(first.split_sizes.values()) + 1
+
+
+def test_a_run_records_its_split_and_follows_the_record_after_the_dataset_changed(tmp_path):
+    root = make_dataset(tmp_path / "ds", train=40, val=8)
+    record = tmp_path / "run" / "split.json"
+    first = prepared(root, tmp_path / "cache", split_file=record)
+    written = json.loads(record.read_text())
+    assert set(written) == {"train", "val", "test"}
+    assert {part: set(ids) for part, ids in written.items()} == {
+        part: keys(first, part) for part in ("train", "val", "test")
+    }
+    for k in range(6):  # new samples: the cache's split is drawn anew, the run's record is not
+        write_image(root / "train_set" / "images" / f"extra{k}.jpg", np.random.default_rng(k))
+        write_annotations(root / "train_set" / "annotations", f"extra{k}", k, 0.1, 0.1, True)
+    again = prepared(root, tmp_path / "cache", split_file=record)
+    assert json.loads(record.read_text()) == written
+    assert {part: keys(again, part) for part in written} == {
+        part: set(ids) for part, ids in written.items()
+    }
+    fresh = prepared(root, tmp_path / "cache")
+    assert sum(fresh.split_sizes.values()) == sum(again.split_sizes.values()) + 6
+
+
+def test_a_recorded_sample_that_is_gone_or_invalid_is_one_line(tmp_path):
+    root = make_dataset(tmp_path / "ds", train=40, val=8)
+    record = tmp_path / "split.json"
+    prepared(root, tmp_path / "cache", split_file=record)
+    test_id = json.loads(record.read_text())["test"][0].split("/")[1]
+    (root / "train_set" / "images" / f"{test_id}.jpg").unlink()
+    with pytest.raises(ConfigError, match=f"train_set/{test_id}") as error:
+        prepared(root, tmp_path / "cache", split_file=record)
+    assert "\n" not in str(error.value) and "resume=false" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "content", ['{"train": [', "[1, 2]", '{"train": ["train_set/1"], "val": []}', ""]
+)
+def test_an_unreadable_split_record_is_one_line(dataset, tmp_path, content):
+    record = tmp_path / "split.json"
+    record.write_text(content)
+    with pytest.raises(ConfigError, match="split") as error:
+        prepared(dataset, tmp_path / "cache", split_file=record)
+    assert "\n" not in str(error.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -266,3 +267,167 @@ def test_resuming_a_checkpoint_of_another_network_is_refused(compose_config, tin
     with pytest.raises(ConfigError, match="resume=false"):
         resume_checkpoint(other, run)
     assert resume_checkpoint(cfg, run) == str(run / "checkpoints" / "last.ckpt")
+
+
+def _run_of(trained_run: Path, *overrides: str):
+    """The config of the `trained_run` fixture's command, with `overrides` added."""
+    from tests.conftest import compose_in
+
+    run = ["model=tnet", "optimizer.lr=3e-3", "trainer.max_epochs=2"]
+    return compose_in(
+        trained_run.parent, "train", [*tiny_overrides_of(trained_run), *run, *overrides]
+    )
+
+
+def tiny_overrides_of(trained_run: Path) -> list[str]:
+    saved = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    return tiny_overrides(Path(saved["fer_config"]["data"]["root"]))
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("seed=1", "seed 42 -> 1"),
+        ("optimizer.lr=0.1", "optimizer.lr 0.003 -> 0.1"),
+        ("data.batch_size=8", "data.batch_size 16 -> 8"),
+        ("optimizer=sgd", "optimizer._target_ torch.optim.Adam -> torch.optim.SGD"),
+        ("loss=uncertainty", "loss._target_"),
+        ("trainer.max_epochs=1", "trainer.max_epochs 2 -> 1"),
+    ],
+)
+def test_a_rerun_of_another_experiment_is_refused_naming_the_keys(trained_run, override, named):
+    from fer_lightning.errors import ConfigError
+
+    record = (trained_run / "split.json").read_bytes()
+    with pytest.raises(ConfigError, match="resume=false") as error:
+        train(_run_of(trained_run, override))
+    assert named in str(error.value) and "\n" not in str(error.value)
+    assert (trained_run / "split.json").read_bytes() == record
+
+
+def test_a_changed_dataset_keeps_the_runs_split_and_a_raised_max_epochs_continues(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    from fer_lightning.data.datamodule import AffectNetDataModule
+    from fer_lightning.errors import ConfigError
+    from tests.conftest import compose_in
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    short = ["model=tnet", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1"]
+    run = [*tiny_overrides(root), "data.synthetic=null", *short]
+    train(compose_in(tmp_path, "train", [*run, "trainer.max_epochs=1", "test=false"]))
+    record_file = tmp_path / "run" / "split.json"
+    record = json.loads(record_file.read_text())
+    images, annotations = root / "train_set" / "images", root / "train_set" / "annotations"
+    for k in range(8):  # added while the run was stopped: a fresh draw would move samples
+        shutil.copy(images / "0.jpg", images / f"added{k}.jpg")
+        for part in ("exp", "val", "aro"):
+            shutil.copy(annotations / f"0_{part}.npy", annotations / f"added{k}_{part}.npy")
+    trained = []
+    setup = AffectNetDataModule.setup
+
+    def record_setup(self, stage=None):
+        setup(self, stage)
+        trained.append({Path(p).stem for p in self.sample_paths("train")})
+
+    monkeypatch.setattr(AffectNetDataModule, "setup", record_setup)
+    train(compose_in(tmp_path, "train", [*run, "trainer.max_epochs=2"]))
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 4  # two epochs of two batches: the second one trained
+    assert json.loads(record_file.read_text()) == record
+    assert trained[0] == {key.split("/")[1] for key in record["train"]}
+    tested = {
+        Path(p).stem for p in pd.read_csv(tmp_path / "run" / "results" / "predictions.csv")["path"]
+    }
+    assert tested == {key.split("/")[1] for key in record["test"]} and not tested & trained[0]
+
+    (images / f"{record['test'][0].split('/')[1]}.jpg").unlink()
+    with pytest.raises(ConfigError, match="gone from") as error:
+        train(compose_in(tmp_path, "train", [*run, "trainer.max_epochs=3"]))
+    assert "\n" not in str(error.value)
+    assert json.loads(record_file.read_text()) == record
+
+
+def test_eval_of_a_runs_checkpoint_scores_the_runs_test_samples(trained_run, tmp_path):
+    record = json.loads((trained_run / "split.json").read_text())
+    (best,) = (trained_run / "checkpoints").glob("best-*.ckpt")
+    cfg = compose_in_eval(tmp_path, best)
+    evaluate(cfg)
+    tested = pd.read_csv(tmp_path / "eval" / "results" / "predictions.csv")["path"]
+    assert sorted(f"train_set/{Path(p).stem}" for p in tested) == sorted(record["test"])
+
+
+def compose_in_eval(tmp_path: Path, checkpoint: Path):
+    from tests.conftest import compose_in
+
+    return compose_in(
+        tmp_path,
+        "eval",
+        [
+            f"ckpt_path={checkpoint}",
+            "trainer.accelerator=cpu",
+            f"paths.output_dir={tmp_path / 'eval'}",
+        ],
+    )
+
+
+def test_ckpt_path_continues_only_the_same_experiment(trained_run, tmp_path):
+    from fer_lightning.errors import ConfigError
+    from tests.conftest import compose_in
+
+    last = trained_run / "checkpoints" / "last.ckpt"
+    run = [*tiny_overrides_of(trained_run), "model=tnet", "trainer.max_epochs=2"]
+    with pytest.raises(ConfigError, match=f"init_from={last}"):
+        train(compose_in(tmp_path, "train", [*run, "optimizer.lr=0.5", f"ckpt_path={last}"]))
+    with pytest.raises(ConfigError, match="exclude each other"):
+        train(compose_in(tmp_path, "train", [*run, f"ckpt_path={last}", f"init_from={last}"]))
+
+
+def test_init_from_starts_a_new_run_from_the_weights_only(trained_run, tmp_path):
+    from fer_lightning.errors import ConfigError
+    from fer_lightning.module import MultiTaskModule
+    from fer_lightning.runs.init_from import load_initial_weights
+    from tests.conftest import compose_in
+
+    last = trained_run / "checkpoints" / "last.ckpt"
+    cfg = compose_in(tmp_path, "train", [*tiny_overrides_of(trained_run), "model=tnet", "seed=3"])
+    module = MultiTaskModule.from_config(cfg)
+    load_initial_weights(module.net, "tnet", last)
+    weights = torch.load(last, weights_only=True)["state_dict"]
+    assert all(torch.equal(v, weights[f"net.{k}"]) for k, v in module.net.state_dict().items())
+    other = compose_in(tmp_path, "train", [*tiny_overrides_of(trained_run), "model=squeezenet"])
+    with pytest.raises(ConfigError, match="does not fit this run's squeezenet"):
+        load_initial_weights(MultiTaskModule.from_config(other).net, "squeezenet", last)
+
+    short = ["trainer.max_epochs=1", "++trainer.limit_train_batches=1", "test=false"]
+    train(
+        compose_in(
+            tmp_path,
+            "train",
+            [*tiny_overrides_of(trained_run), "model=tnet", "seed=3", f"init_from={last}", *short],
+        )
+    )
+    started = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert started["epoch"] == 0 and started["global_step"] == 1
+    record = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert record != json.loads((trained_run / "split.json").read_text())  # its own split (seed 3)
+
+
+def test_a_rerun_with_another_optimizer_is_one_line_on_the_command_line(trained_run, tmp_path):
+    result = _run(
+        "fer_lightning.train",
+        *tiny_overrides_of(trained_run),
+        "model=tnet",
+        "optimizer.lr=3e-3",
+        "trainer.max_epochs=2",
+        "optimizer=sgd",
+        f"hydra.run.dir={trained_run}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert (
+        line.startswith("error: ")
+        and "optimizer._target_ torch.optim.Adam -> torch.optim.SGD" in line
+    )

@@ -34,7 +34,13 @@ from fer_lightning.data.index import Index, cache_dir_for, load_or_build_index
 from fer_lightning.data.loaders import LOADERS
 from fer_lightning.data.locks import dataset_lock
 from fer_lightning.data.sampler import EpochSampler, rank_and_world
-from fer_lightning.data.split import PARTS, PROTOCOLS, load_or_make_split
+from fer_lightning.data.split import (
+    PARTS,
+    PROTOCOLS,
+    load_or_make_split,
+    read_split_record,
+    write_split_record,
+)
 from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.data.transforms import (
     SeededAugment,
@@ -62,7 +68,10 @@ def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
 class AffectNetDataModule(pl.LightningDataModule):
     """Indexed, checked, leak-free AffectNet splits with seeded augmentation and sharding.
 
-    Arguments mirror ``conf/data/affectnet.yaml``; see the comments there.
+    Arguments mirror ``conf/data/affectnet.yaml``; see the comments there. ``split_file`` (not a
+    config key: a run sets it, see `fer_lightning.train`) is a run's record of its split: read
+    when it exists, else written with the split drawn from the dataset cache. Without it the
+    split is the cache's alone (notebooks, tests).
     """
 
     def __init__(
@@ -87,6 +96,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         rebuild_index: bool = False,
         check_workers: int | None = None,
         synthetic: dict[str, int] | None = None,
+        split_file: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         _validate(locals())
@@ -109,6 +119,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.rebuild_index = rebuild_index
         self.check_workers = check_workers
         self.synthetic = dict(synthetic) if synthetic else None
+        self.split_file = Path(split_file) if split_file is not None else None
         # Which split test_dataloader serves: "test", or "val" to score the validation split.
         self.test_split = "test"
         self.class_names = list(EXPRESSION_NAMES[:classes])
@@ -133,9 +144,14 @@ class AffectNetDataModule(pl.LightningDataModule):
         quiet = self._warned or rank_and_world()[0] != 0
         index, _ = load_or_build_index(self.root, cache, rebuild, self.check_workers, quiet)
         self._warned = True
+        record = self.split_file
+        if record is not None and record.is_file():
+            return index, read_split_record(record, index, self.num_classes)
         rows = load_or_make_split(
             cache, index, self.protocol, self.num_classes, self.seed, self.fraction
         )
+        if record is not None:
+            write_split_record(record, index, rows)
         return index, rows
 
     def prepare_data(self) -> None:

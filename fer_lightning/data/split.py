@@ -6,6 +6,12 @@ written as JSON beside the index the first time and read back afterwards; every 
 rank reads the same file. It is recomputed only when the index content changed (a different
 dataset makes the old ids meaningless), with a warning, since results are then not comparable.
 
+That cache serves new runs. A run keeps its own record, `split.json` in its run directory
+(`RECORD_FILE`, docs/run-directory.md): the sample keys of each part as it first drew them. A
+resumed run, and eval of its checkpoints, read that record, so a dataset changed in between never
+moves a trained sample into the test part; a recorded sample that is gone or no longer usable is
+an error, not a redraw.
+
 Protocols:
 
 - ``holdout`` (the original's): train_set is split stratified into train and test
@@ -23,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_lightning.data.index import Index, read_cache_json
+from fer_lightning.errors import ConfigError
 from fer_lightning.files import write_text_atomic
 from fer_lightning.labels import TRAIN_SET, VAL_SET
 
@@ -30,9 +37,10 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = ("holdout", "official")
 PARTS = ("train", "val", "test")
+RECORD_FILE = "split.json"
 
 
-class SplitLeakError(RuntimeError):
+class SplitLeakError(ConfigError):
     """A sample is in two parts of a split; results computed on it would be invalid."""
 
 
@@ -113,3 +121,49 @@ def load_or_make_split(
     }
     write_text_atomic(path, json.dumps(content) + "\n")
     return rows
+
+
+def write_split_record(path: Path, index: Index, rows: dict[str, np.ndarray]) -> None:
+    """Writes a run's record of its split: ``{"train": [...], "val": [...], "test": [...]}`` of
+    sample keys (``<subset>/<id>``, the id being the image file's stem)."""
+    write_text_atomic(path, json.dumps({part: index.keys(rows[part]) for part in PARTS}) + "\n")
+
+
+def read_split_record(path: Path, index: Index, classes: int) -> dict[str, np.ndarray]:
+    """Index rows per part of a run's split record, every recorded sample required.
+
+    A sample that is gone from the dataset, was excluded by the check, or is of a class the run
+    leaves out is a ConfigError: dropping it silently would change the run's experiment, and
+    drawing a new split would put trained samples into its test part.
+    """
+    redo = "restore it, or start over with a new split (train: resume=false)"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"cannot read the split record {path} ({reason}): {redo}") from exc
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(part), list) and all(isinstance(k, str) for k in record[part])
+        for part in PARTS
+    ):
+        raise ConfigError(
+            f"{path} is not a split record (lists of sample keys under train, val, test): {redo}"
+        )
+    try:
+        assert_disjoint(record)
+    except SplitLeakError as exc:
+        raise ConfigError(f"{path}: {str(exc).split(':')[0]}: {redo}") from exc
+    row_of = {key: row for row, key in enumerate(index.keys(np.arange(len(index))))}
+    missing = [
+        key
+        for part in PARTS
+        for key in record[part]
+        if key not in row_of or index.expression[row_of[key]] >= classes
+    ]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} sample(s) recorded in {path} are gone from {index.root} or no longer "
+            f"usable (first: {missing[0]}; see data.check): restore them to continue, or start "
+            "over with a new split (train: resume=false)"
+        )
+    return {part: np.array([row_of[k] for k in record[part]], dtype=np.int64) for part in PARTS}

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import atomic_write, fsync_dir
+from fer_lightning.runs.identity import require_same_experiment
 from fer_lightning.runs.stored_config import is_plain
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,8 @@ def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
     in one line, and the one it replaced (`last-prev.ckpt`) is used instead.
     """
     if cfg.get("ckpt_path"):
-        # Fails in one line if missing, unreadable or of another network.
-        _check_same_model(load_checkpoint(cfg.ckpt_path), cfg, cfg.ckpt_path)
+        # Fails in one line if missing, unreadable or of another experiment.
+        require_same_experiment(load_checkpoint(cfg.ckpt_path), cfg, cfg.ckpt_path, explicit=True)
         return str(cfg.ckpt_path)
     if not cfg.get("resume", True):
         return None
@@ -175,7 +175,7 @@ def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
             problems.append(str(exc))
             _set_aside_unreadable(candidate)
             continue
-        _check_same_model(checkpoint, cfg, candidate)
+        require_same_experiment(checkpoint, cfg, candidate)
         if problems:
             log.warning(
                 "%s (renamed *.unreadable); resuming from %s", "; ".join(problems), candidate
@@ -186,19 +186,6 @@ def resume_checkpoint(cfg: Any, run_dir: Path) -> str | None:
             f"{'; '.join(problems)}: no readable checkpoint left, resume=false starts over"
         )
     return None
-
-
-def _check_same_model(checkpoint: dict[str, Any], cfg: Any, path: str | Path) -> None:
-    """Refuses to continue a checkpoint of another network (a reused `hydra.run.dir`, say)."""
-    saved = checkpoint["fer_config"].get("model")
-    saved = saved if isinstance(saved, dict) else {}
-    wanted = OmegaConf.to_container(cfg.model, resolve=True)
-    if saved != wanted:
-        raise ConfigError(
-            f"{path} holds a {saved.get('name')} model configured differently from this run's "
-            f"{wanted.get('name')}: pass resume=false to start over in that directory, or choose "
-            "another hydra.run.dir"
-        )
 
 
 @rank_zero_only

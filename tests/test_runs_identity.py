@@ -1,0 +1,76 @@
+"""A rerun is the same experiment as its run, or names what it changed (docs/resuming.md)."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from fer_lightning.errors import ConfigError
+from fer_lightning.runs.identity import experiment_changes, require_same_experiment
+
+RUN = ["model=tnet", "data=synthetic", "trainer.max_epochs=4"]
+
+
+@pytest.fixture
+def saved(compose_config):
+    """The resolved config a checkpoint of the run stores (`fer_config`)."""
+    return OmegaConf.to_container(compose_config("train", RUN), resolve=True)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["seed=7"], ["seed 42 -> 7", "data.seed 42 -> 7"]),
+        (["optimizer.lr=0.01"], ["optimizer.lr 0.0001 -> 0.01"]),
+        (["data.batch_size=8"], ["data.batch_size 64 -> 8"]),
+        (["loss.weights.valence=0.5"], ["loss.weights.valence 0.05 -> 0.5"]),
+        (["optimizer=sgd"], ["optimizer._target_ torch.optim.Adam -> torch.optim.SGD"]),
+        (
+            ["loss=uncertainty"],
+            [
+                "loss._target_ fer_lightning.losses.MultiTaskLoss -> "
+                "fer_lightning.losses.UncertaintyWeightedLoss"
+            ],
+        ),
+        (
+            ["trainer.max_epochs=3"],
+            ["trainer.max_epochs 4 -> 3 (may only be raised)", "scheduler.T_max 4 -> 3"],
+        ),
+        (
+            ["init_from=/runs/a/checkpoints/last.ckpt"],
+            ["init_from null -> /runs/a/checkpoints/last.ckpt"],
+        ),
+    ],
+)
+def test_a_change_of_the_experiment_is_named_old_to_new(compose_config, saved, overrides, expected):
+    changes = experiment_changes(saved, compose_config("train", [*RUN, *overrides]))
+    assert sorted(changes) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["trainer.max_epochs=9"],  # raised: the cosine T_max derived from it stays the run's
+        ["data.num_workers=7", "data.loader=processes", "data.pin_memory=false"],
+        ["data.persistent_workers=false", "data.prefetch_factor=2", "data.check_workers=1"],
+        ["logger=tensorboard", "~callbacks.progress_bar", "trainer.enable_progress_bar=false"],
+        ["trainer.enable_model_summary=false", "checkpoint.every_n_steps=5", "test=false"],
+        ["resume=false", "ckpt_path=/elsewhere.ckpt", "trainer.accelerator=cpu"],
+    ],
+)
+def test_settings_that_cannot_change_the_result_may_differ(compose_config, saved, overrides):
+    assert experiment_changes(saved, compose_config("train", [*RUN, *overrides])) == []
+
+
+def test_the_refusal_is_one_line_with_the_ways_out(compose_config, saved, tmp_path):
+    cfg = compose_config("train", [*RUN, "seed=1", "optimizer.lr=0.5"])
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError) as own:
+        require_same_experiment({"fer_config": saved}, cfg, last)
+    message = str(own.value)
+    assert "\n" not in message
+    assert "seed 42 -> 1" in message and "optimizer.lr 0.0001 -> 0.5" in message
+    assert "resume=false" in message and "hydra.run.dir" in message
+    with pytest.raises(ConfigError, match=f"init_from={last}") as given:
+        require_same_experiment({"fer_config": saved}, cfg, last, explicit=True)
+    assert "\n" not in str(given.value)
