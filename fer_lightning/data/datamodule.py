@@ -103,8 +103,15 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.root = _absolute(root)
         self.image_size = image_size
         self.batch_size = batch_size
-        self.num_workers = num_workers
         self.loader = loader
+        # The loader settings as both backends take them, off where there are no workers.
+        workers = num_workers > 0
+        self.loader_options = {
+            "num_workers": num_workers,
+            "pin_memory": pin_memory and torch.cuda.is_available(),
+            "persistent_workers": persistent_workers and workers,
+            "prefetch_factor": prefetch_factor if workers else None,
+        }
         self.num_classes = classes
         self.protocol = protocol
         self.fraction = test_fraction if protocol == "holdout" else val_fraction
@@ -112,9 +119,6 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.seed = seed
         self.augment = build_augment(augment)
         self.augment_inplace = build_inplace(augment_inplace)
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers
-        self.prefetch_factor = prefetch_factor
         self.cache_dir = cache_dir
         self.rebuild_index = rebuild_index
         self.check_workers = check_workers
@@ -206,16 +210,12 @@ class AffectNetDataModule(pl.LightningDataModule):
         return [dataset.path(i) for i in range(len(dataset))]
 
     def _loader(self, part: str, sampler: EpochSampler, drop_last: bool) -> DataLoader:
-        workers = self.num_workers > 0
         return LOADERS[self.loader](
             self._require_setup()[part],
             batch_size=self.batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers and workers,
-            prefetch_factor=self.prefetch_factor if workers else None,
             drop_last=drop_last,
+            **self.loader_options,
             collate_fn=collate,
             # Worker seeds come from here rather than the global RNG, so creating an iterator does
             # not move the dropout RNG stream (a resumed run creates them at different points).
