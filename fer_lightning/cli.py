@@ -226,10 +226,15 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         @functools.wraps(task)
         def validated(cfg: DictConfig) -> Any:
-            from fer_lightning.validate import validate  # it imports torch, which --help needs not
+            # Imported here: they import torch and Lightning, which --help needs not.
+            from fer_lightning.runs.run_lock import record_run, run_dir_lock
+            from fer_lightning.validate import validate
 
-            validate(cfg, config_name)
-            return task(cfg)
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+            with run_dir_lock(run_dir):
+                record_run(run_dir, cfg)
+                validate(cfg, config_name)
+                return task(cfg)
 
         @functools.wraps(task)
         def guarded(cfg: DictConfig) -> Any:

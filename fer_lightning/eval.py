@@ -17,7 +17,6 @@ from fer_lightning.module import TTA_MODES, MultiTaskModule
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.history import checkpoint_history
 from fer_lightning.runs.resume import split_record_of
-from fer_lightning.runs.run_lock import holding_run_dir
 from fer_lightning.runs.stored_config import stored_datamodule, stored_input
 
 log = logging.getLogger("fer_lightning.eval")
@@ -91,7 +90,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
 
 
-main = entry_point("eval")(holding_run_dir(evaluate))
+main = entry_point("eval")(evaluate)
 
 if __name__ == "__main__":
     main()

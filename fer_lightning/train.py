@@ -17,7 +17,6 @@ from fer_lightning.runs.fault_tolerance import fault_tolerance_plugins
 from fer_lightning.runs.history import recorded_history
 from fer_lightning.runs.init_from import load_initial_weights
 from fer_lightning.runs.resume import checkpoint_to_resume
-from fer_lightning.runs.run_lock import holding_run_dir
 
 log = logging.getLogger("fer_lightning.train")
 
@@ -61,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
 
 
-main = entry_point("train")(holding_run_dir(train))
+main = entry_point("train")(train)
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,8 @@ def test_training_refuses_a_run_directory_in_use_and_writes_nothing_there(tiny_d
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "train.log").write_text("the first run's log\n")
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text("seed: 1\n")
     with run_dir_lock(run_dir):
         result = run_module(
             "train", *tiny_overrides(tiny_dataset), f"hydra.run.dir={run_dir}", cwd=tmp_path
@@ -43,4 +45,6 @@ def test_training_refuses_a_run_directory_in_use_and_writes_nothing_there(tiny_d
     assert result.returncode == 2
     assert result.stderr.startswith("error: run directory") and len(result.stderr.splitlines()) == 1
     assert (run_dir / "train.log").read_text() == "the first run's log\n"
+    assert [p.name for p in (run_dir / ".hydra").iterdir()] == ["config.yaml"]
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == "seed: 1\n"
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "csv").exists()

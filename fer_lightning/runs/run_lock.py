@@ -4,24 +4,27 @@ Two processes in one run directory (the same command started twice, or a copy re
 original runs) would save over each other's checkpoints and interleave their logs. The first
 holds `<run_dir>/.lock` (an OS file lock, released however the process ends, so no stale lock is
 left by a kill) from before it touches anything until it exits; a second refuses in one line.
+That includes the record of what ran (`.hydra/`): Hydra would write it before any code of the
+project runs (so `hydra.output_subdir` is null in conf/hydra/default.yaml), and `record_run`
+writes it here once the lock is held.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import functools
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.files import write_text_atomic
 
 LOCK_FILE = ".lock"
 
@@ -63,12 +66,19 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def holding_run_dir(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """`task` run holding the lock of its run directory, `cfg.paths.output_dir`."""
+RECORD_DIR = ".hydra"
 
-    @functools.wraps(task)
-    def locked(cfg: DictConfig) -> Any:
-        with run_dir_lock(Path(cfg.paths.output_dir)):
-            return task(cfg)
 
-    return locked
+def record_run(run_dir: Path, cfg: DictConfig) -> None:
+    """Writes the job's composed config, Hydra's config and the command's overrides into
+    `<run_dir>/.hydra/`, as Hydra itself would (the sweep summary reads them back)."""
+    if rank_zero_only.rank != 0:
+        return
+    hydra = HydraConfig.get()
+    record = run_dir / RECORD_DIR
+    for name, node in (
+        ("config.yaml", cfg),
+        ("hydra.yaml", OmegaConf.create({"hydra": hydra})),
+        ("overrides.yaml", hydra.overrides.task),
+    ):
+        write_text_atomic(record / name, OmegaConf.to_yaml(node))
