@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from fer_lightning.losses import MultiTaskLoss
-from fer_lightning.metrics import MultiTaskMetrics
+from fer_lightning.metrics.suite import MultiTaskMetrics
 from fer_lightning.models import MultiTaskNet, rebuild_model
 
 # Where the module keeps the network: its weights are the state dict's `net.*` entries.
