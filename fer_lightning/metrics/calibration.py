@@ -36,6 +36,6 @@ def calibration_sums(probs: Tensor, correct: Tensor, weights: Tensor) -> Tensor:
 
 
 def expected_calibration_error(sums: Tensor) -> Tensor:
-    """ECE [B] from `calibration_sums`; `n_b / N * |acc_b - conf_b|` = `|correct_b - conf_b| / N`."""
+    """ECE [B] from `calibration_sums`: per bin `|correct_b - conf_b| / N`."""
     count, confidence, correct = sums.unbind(dim=1)
     return (correct - confidence).abs().sum(dim=-1) / count.sum(dim=-1)
