@@ -106,6 +106,9 @@ class MultiTaskModule(pl.LightningModule):
         self.test_metrics = MultiTaskMetrics(num_classes)
         self.tta = tta
         self.test_results: dict[str, Any] = {}
+        # `val/<name>` of the latest validation, stored in every checkpoint: after testing the
+        # best checkpoint, its validation scores, which a hyperparameter search may optimise.
+        self.val_results: dict[str, float] = {}
         self._test_outputs: list[dict[str, Tensor]] = []
 
     @classmethod
@@ -189,6 +192,7 @@ class MultiTaskModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
         self.val_metrics.reset()
+        self.val_results = {f"val/{k}": float(v) for k, v in metrics.items()}
         # compute() has already gathered every rank's samples: the values need no further sync.
         self.log("val/acc", metrics.pop("acc"), prog_bar=True)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})
@@ -238,3 +242,7 @@ class MultiTaskModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fer_config"] = self.config
+        checkpoint["fer_val_results"] = self.val_results
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_results = checkpoint.get("fer_val_results", {})

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import (
     accuracy_score,
-    balanced_accuracy_score,
     average_precision_score,
+    balanced_accuracy_score,
     cohen_kappa_score,
     f1_score,
     mean_absolute_error,
@@ -127,6 +127,8 @@ def test_training_leaves_every_result_and_they_agree(compose_config, tiny_datase
     metrics = json.loads((results / "metrics.json").read_text())
     assert {f"test/{name}" for name in CONTRACT_METRICS} <= set(metrics)
     assert metrics["test/acc"] == pytest.approx(returned["acc"])
+    # ... and the best checkpoint's validation metrics, what a search may optimise.
+    assert {f"val/{name}" for name in CONTRACT_METRICS} <= set(returned)
 
     frame = pd.read_csv(results / "predictions.csv")
     assert list(frame.columns) == PREDICTION_COLUMNS
@@ -180,6 +182,7 @@ def test_training_leaves_every_result_and_they_agree(compose_config, tiny_datase
     assert [row["epoch"] for row in history] == [1, 2]
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(history[0])
     assert max(row["val/acc"] for row in history) == pytest.approx(experiment["best_val_acc"])
+    assert returned["val/acc"] == pytest.approx(experiment["best_val_acc"])
 
 
 def test_without_history_the_curves_are_skipped(tiny_dataset, tmp_path):
