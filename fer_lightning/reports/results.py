@@ -4,7 +4,7 @@
 
     metrics.json               the metric suite, one flat object, keys `<split>/<name>`
     metrics_ci.csv             a bootstrap 95% interval for every metric of the JSON
-    evaluation_metrics.csv     the suite as `metric,value,ci_low,ci_high` rows (named as in the JSON)
+    evaluation_metrics.csv     the suite as `metric,value,ci_low,ci_high` rows, named as in the JSON
     classification_report.csv  sklearn's layout: per class, accuracy, macro avg, weighted avg
     experiment.csv             one row: model, hyperparameters, split sizes, epochs, time, device
     predictions.csv            one row per sample (columns in docs/run-directory.md)
