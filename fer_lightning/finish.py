@@ -69,6 +69,7 @@ def write_results(
             prefix=split,
             history=history,
             experiment=experiment,
+            bootstrap=module.config.get("bootstrap"),
         )
         log.info("results written to %s", run_dir / "results")
     return module.test_results["metrics"]

@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.losses import MultiTaskLoss
-from fer_lightning.metrics import MultiTaskMetrics
+from fer_lightning.metrics.suite import MultiTaskMetrics
 from fer_lightning.models import MultiTaskNet
 from fer_lightning.runs.stored_config import stored_loss, stored_net
 
@@ -124,6 +124,9 @@ class MultiTaskModule(pl.LightningModule):
         self.tta = tta
         self.test_split = "test"
         self.test_results: dict[str, Any] = {}
+        # `val/<name>` of the latest validation, stored in every checkpoint: after testing the
+        # best checkpoint, its validation scores, which a hyperparameter search may optimise.
+        self.val_results: dict[str, float] = {}
         self._test_outputs: list[dict[str, Tensor]] = []
 
     @classmethod
@@ -202,6 +205,7 @@ class MultiTaskModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
         self.val_metrics.reset()
+        self.val_results = {f"val/{k}": float(v) for k, v in metrics.items()}
         # compute() has already gathered every rank's samples: the values need no further sync.
         self.log("val/acc", metrics.pop("acc"), prog_bar=True)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})
@@ -251,3 +255,7 @@ class MultiTaskModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fer_config"] = self.config
+        checkpoint["fer_val_results"] = self.val_results
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_results = checkpoint.get("fer_val_results", {})

@@ -22,7 +22,11 @@ log = logging.getLogger("fer_lightning.train")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fits, tests the best checkpoint and writes `results/` into `cfg.paths.output_dir`."""
+    """Fits, tests the best checkpoint and writes `results/` into `cfg.paths.output_dir`.
+
+    Returns the test metrics (names without `test/`) and the best checkpoint's validation
+    metrics (`val/<name>`): a search optimises the latter (docs/metrics.md#validation-only).
+    """
     started = Started()
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.output_dir)
@@ -48,7 +52,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # Before testing: test() restores the callbacks' states, the history's too, from `best`.
     history = recorded_history(trainer)
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-    return write_results(
+    metrics = write_results(
         trainer,
         module,
         datamodule,
@@ -58,6 +62,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         history=history,
         checkpoint=best,
     )
+    return {**metrics, **module.val_results}
 
 
 main = entry_point("train")(train)

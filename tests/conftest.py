@@ -25,20 +25,26 @@ from fer_lightning.paths import CONFIG_DIR
 # code is checked against, not a copy of the code's own list.
 CONTRACT_METRICS = [
     "acc",
+    "balanced_acc",
     "f1_macro",
     "f1_weighted",
     "kappa",
     "krippendorff_alpha",
     "auroc",
     "auprc",
+    "ece",
     "valence_rmse",
+    "valence_mae",
     "valence_pcc",
     "valence_sagr",
     "valence_ccc",
+    "valence_icc",
     "arousal_rmse",
+    "arousal_mae",
     "arousal_pcc",
     "arousal_sagr",
     "arousal_ccc",
+    "arousal_icc",
 ]
 TINY = {"train_size": 240, "val_size": 64, "image_size": 32, "seed": 0}
 # README: networks take RGB scaled to [0, 1], normalised with ImageNet's statistics; typed in here

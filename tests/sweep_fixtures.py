@@ -26,6 +26,8 @@ SHORT_JOB = [
     "++trainer.limit_val_batches=2",
 ]
 LOSS_RATIOS = ["loss.weights.expression=0.9,0.6", "loss.weights.valence=0.05,0.2"]
+# Three seeds of two settings: what the seed aggregate is for.
+SEEDS_BY_SETTING = ["seed=1,2,3", "loss.weights.valence=0.05,0.2"]
 
 
 def run_sweep(root: Path, sweep_dir: Path, *sweep: str) -> subprocess.CompletedProcess:
@@ -52,5 +54,14 @@ def loss_sweep(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """The sweep directory of a finished 2x2 loss-ratio sweep (4 jobs)."""
     sweep_dir = tmp_path_factory.mktemp("loss_sweep")
     result = run_sweep(tiny_dataset, sweep_dir, *LOSS_RATIOS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sweep_dir
+
+
+@pytest.fixture(scope="session")
+def seed_sweep(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sweep directory of a finished sweep of 3 seeds x 2 valence weights (6 jobs)."""
+    sweep_dir = tmp_path_factory.mktemp("seed_sweep")
+    result = run_sweep(tiny_dataset, sweep_dir, *SEEDS_BY_SETTING)
     assert result.returncode == 0, result.stderr[-3000:]
     return sweep_dir

@@ -66,3 +66,10 @@ def test_the_loader_bench_reports_its_targets_and_the_index_load(tmp_path):
         assert float(row.group(1)) > 0 and float(row.group(2)) > 0
     index = re.search(r"^index of 287,651 entries: load ([0-9.]+)s", stdout, re.MULTILINE)
     assert index and float(index.group(1)) > 0, stdout
+
+
+def test_the_stats_bench_times_the_intervals(tmp_path):
+    stdout = run_bench("bench/bench_stats.py samples=3000 resamples=40", tmp_path)
+    timing = re.search(r"^40 resamples of 3,000 samples.*: ([0-9.]+) s", stdout, re.MULTILINE)
+    assert timing and float(timing.group(1)) > 0, stdout
+    assert re.search(r"^acc 0\.\d+ \[0\.\d+, 0\.\d+\]$", stdout, re.MULTILINE), stdout

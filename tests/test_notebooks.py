@@ -24,12 +24,12 @@ def test_there_are_notebooks_stored_without_outputs():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-def test_notebook_runs(path, tiny_dataset, loss_sweep, monkeypatch):
+def test_notebook_runs(path, tiny_dataset, seed_sweep, monkeypatch):
     # Any job of a sweep is a run directory like a plain run's.
-    run_dir = min(p.parent.parent for p in loss_sweep.glob("*/results/metrics.json"))
+    run_dir = min(p.parent.parent for p in seed_sweep.glob("*/results/metrics.json"))
     monkeypatch.setenv("FER_DATA_ROOT", str(tiny_dataset))
     monkeypatch.setenv("FER_RUN_DIR", str(run_dir))
-    monkeypatch.setenv("FER_SWEEP_DIR", str(loss_sweep))
+    monkeypatch.setenv("FER_SWEEP_DIR", str(seed_sweep))
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,

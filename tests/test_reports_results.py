@@ -17,8 +17,10 @@ from PIL import Image
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
+    balanced_accuracy_score,
     cohen_kappa_score,
     f1_score,
+    mean_absolute_error,
     roc_auc_score,
 )
 
@@ -28,6 +30,8 @@ from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.history import checkpoint_history
 from fer_lightning.train import train
 from tests.conftest import CONTRACT_METRICS, tiny_overrides
+from tests.test_metrics_calibration import ece_reference
+from tests.test_metrics_regression import icc_3_1_anova
 
 PREDICTION_COLUMNS = [
     "path",
@@ -45,6 +49,7 @@ PER_SAMPLE_FIGURES = [
     "test_examples.png",
     "valence_arousal.png",
     "circumplex.png",
+    "reliability_diagram.png",
 ]
 EXPERIMENT_COLUMNS = {
     "model",
@@ -75,6 +80,7 @@ def recompute(frame: pd.DataFrame) -> dict[str, float]:
     present = [k for k in range(8) if (y == k).any()]
     result = {
         "acc": accuracy_score(y, p),
+        "balanced_acc": balanced_accuracy_score(y, p),
         "f1_macro": f1_score(y, p, average="macro"),
         "f1_weighted": f1_score(y, p, average="weighted"),
         "kappa": cohen_kappa_score(y, p),
@@ -84,6 +90,7 @@ def recompute(frame: pd.DataFrame) -> dict[str, float]:
         # One-vs-rest macro over the classes whose curve exists (metrics.py's rule).
         "auroc": np.mean([roc_auc_score(y == k, probs[:, k]) for k in present]),
         "auprc": np.mean([average_precision_score(y == k, probs[:, k]) for k in present]),
+        "ece": ece_reference(probs, y, p),
     }
     for dimension in ("valence", "arousal"):
         t, q = frame[f"true_{dimension}"].to_numpy(), frame[f"pred_{dimension}"].to_numpy()
@@ -92,6 +99,8 @@ def recompute(frame: pd.DataFrame) -> dict[str, float]:
         result[f"{dimension}_pcc"] = np.corrcoef(t, q)[0, 1]
         result[f"{dimension}_sagr"] = np.mean(np.sign(t) == np.sign(q))
         result[f"{dimension}_ccc"] = 2 * cov / (t.var() + q.var() + (t.mean() - q.mean()) ** 2)
+        result[f"{dimension}_mae"] = mean_absolute_error(t, q)
+        result[f"{dimension}_icc"] = icc_3_1_anova(np.stack([t, q], axis=1))
     return result
 
 
@@ -118,6 +127,8 @@ def test_training_leaves_every_result_and_they_agree(compose_config, tiny_datase
     metrics = json.loads((results / "metrics.json").read_text())
     assert {f"test/{name}" for name in CONTRACT_METRICS} <= set(metrics)
     assert metrics["test/acc"] == pytest.approx(returned["acc"])
+    # ... and the best checkpoint's validation metrics, what a search may optimise.
+    assert {f"val/{name}" for name in CONTRACT_METRICS} <= set(returned)
 
     frame = pd.read_csv(results / "predictions.csv")
     assert list(frame.columns) == PREDICTION_COLUMNS
@@ -126,10 +137,24 @@ def test_training_leaves_every_result_and_they_agree(compose_config, tiny_datase
         assert metrics[f"test/{name}"] == pytest.approx(reference[name], abs=1e-6), name
 
     evaluation = pd.read_csv(results / "evaluation_metrics.csv")
-    assert list(evaluation.columns) == ["metric", "value"]
+    assert list(evaluation.columns) == ["metric", "value", "ci_low", "ci_high"]
     assert list(evaluation["metric"]) == [f"test/{name}" for name in CONTRACT_METRICS]
     for name, value in zip(evaluation["metric"], evaluation["value"], strict=True):
         assert value == pytest.approx(metrics[name], rel=1e-5, abs=1e-6)
+
+    # A bootstrap interval for every metric of metrics.json, around its value.
+    intervals = pd.read_csv(results / "metrics_ci.csv")
+    assert list(intervals.columns) == ["metric", "value", "ci_low", "ci_high", "n"]
+    assert sorted(intervals["metric"]) == sorted(metrics)
+    assert (intervals["n"] == len(frame)).all()
+    assert (intervals["ci_low"] <= intervals["ci_high"]).all()
+    shown = intervals.set_index("metric").loc[evaluation["metric"]]
+    assert np.allclose(shown["ci_low"], evaluation["ci_low"], rtol=1e-5, atol=1e-6)
+    by_name = intervals.set_index("metric")
+    acc = by_name.loc["test/acc"]
+    assert acc["ci_low"] <= acc["value"] <= acc["ci_high"]
+    rmse = by_name.loc["test/valence_rmse"]
+    assert rmse["ci_low"] < rmse["value"] < rmse["ci_high"]
 
     report = pd.read_csv(results / "classification_report.csv", index_col="class")
     assert list(report.columns) == ["precision", "recall", "f1-score", "support"]
@@ -157,6 +182,7 @@ def test_training_leaves_every_result_and_they_agree(compose_config, tiny_datase
     assert [row["epoch"] for row in history] == [1, 2]
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(history[0])
     assert max(row["val/acc"] for row in history) == pytest.approx(experiment["best_val_acc"])
+    assert returned["val/acc"] == pytest.approx(experiment["best_val_acc"])
 
 
 def test_without_history_the_curves_are_skipped(tiny_dataset, tmp_path):

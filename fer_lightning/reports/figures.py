@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,6 +22,8 @@ from matplotlib.patches import Circle
 from sklearn.metrics import confusion_matrix
 
 from fer_lightning.data.decode import decode_rgb
+from fer_lightning.metrics.calibration import BIN_EDGES, calibration_sums
+from fer_lightning.metrics.common import unit_weights
 from fer_lightning.runs.history import best_epoch
 
 DPI = 120
@@ -207,4 +210,47 @@ def plot_circumplex(frame: pd.DataFrame, class_names: Sequence[str], path: Path)
     if len(shown) < len(frame):
         title += f" ({len(shown):,} of {len(frame):,} samples)"
     figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_reliability(frame: pd.DataFrame, ece: float, path: Path) -> Path:
+    """Accuracy against mean confidence in the ECE's bins (docs/metrics.md), the gap to the
+    diagonal shaded, and below it how many samples each bin holds."""
+    probs = torch.from_numpy(frame.filter(regex=r"^prob_\d+$").to_numpy(dtype="float64"))
+    correct = torch.from_numpy(
+        (frame["pred_expression"] == frame["true_expression"]).to_numpy(dtype="float64")
+    )
+    count, confidence, right = calibration_sums(
+        probs, correct, unit_weights(len(frame), probs.device)
+    )[0].numpy()
+    filled = count > 0
+    centres, width = (BIN_EDGES[:-1] + BIN_EDGES[1:]) / 2, np.diff(BIN_EDGES)
+    accuracy = np.divide(right, count, out=np.zeros_like(right), where=filled)
+    mean_confidence = np.divide(confidence, count, out=centres.copy(), where=filled)
+    figure = _figure(6, 7)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    top.bar(
+        centres[filled],
+        accuracy[filled],
+        width=width[filled],
+        edgecolor="black",
+        color="tab:blue",
+        alpha=0.8,
+        label="accuracy",
+    )
+    top.bar(
+        centres[filled],
+        mean_confidence[filled] - accuracy[filled],
+        bottom=accuracy[filled],
+        width=width[filled],
+        color=WRONG,
+        alpha=0.3,
+        label="gap",
+    )
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="Accuracy")
+    top.set_title(f"Reliability ({len(BIN_EDGES) - 1} bins): ECE {ece:.3f}")
+    top.legend(loc="upper left")
+    bottom.bar(centres, count, width=width, color="grey", edgecolor="black")
+    bottom.set(xlabel="Confidence (top probability)", ylabel="Samples")
     return _save(figure, path)

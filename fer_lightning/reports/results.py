@@ -3,7 +3,8 @@
 `train` and `eval` both call `write_reports` after testing (on rank zero only). File names:
 
     metrics.json               the metric suite, one flat object, keys `<split>/<name>`
-    evaluation_metrics.csv     the same suite as `metric,value` rows (metric named as in the JSON)
+    metrics_ci.csv             a bootstrap 95% interval for every metric of the JSON
+    evaluation_metrics.csv     the suite as `metric,value,ci_low,ci_high` rows, named as in the JSON
     classification_report.csv  sklearn's layout: per class, accuracy, macro avg, weighted avg
     experiment.csv             one row: model, hyperparameters, split sizes, epochs, time, device
     predictions.csv            one row per sample (columns in docs/run-directory.md)
@@ -13,11 +14,13 @@
     test_examples.png          16 samples: true and predicted expression, valence, arousal
     valence_arousal.png        predicted against true valence and arousal
     circumplex.png             labelled and predicted (valence, arousal), coloured by expression
+    reliability_diagram.png    accuracy against confidence in the bins of the ECE
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,16 +31,14 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from fer_lightning.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS, per_class_report
+from fer_lightning.metrics.bootstrap import DEFAULT_RESAMPLES
+from fer_lightning.metrics.classification import per_class_report
+from fer_lightning.metrics.suite import SUITE
 from fer_lightning.reports import figures
+from fer_lightning.reports.intervals import INTERVALS_CSV, intervals_frame, intervals_table
 from fer_lightning.runs.history import best_epoch
 
-# The metric suite in docs/metrics.md's order (the module also reports per-class scores, which the
-# classification report holds).
-SUITE = (
-    *CLASSIFICATION_KEYS,
-    *(f"{dimension}_{key}" for dimension in ("valence", "arousal") for key in REGRESSION_KEYS),
-)
+log = logging.getLogger(__name__)
 # 9 significant digits write float32 exactly, so metrics recomputed from the CSV match the JSON.
 PREDICTIONS_FLOAT_FORMAT = "%.9g"
 REPORT_FLOAT_FORMAT = "%.6g"
@@ -85,11 +86,17 @@ def classification_report_frame(frame: pd.DataFrame, class_names: Sequence[str])
     ]
 
 
-def evaluation_metrics_frame(metrics: Mapping[str, float], prefix: str = "test") -> pd.DataFrame:
-    """The metric suite as `metric,value` rows, in docs/metrics.md's order."""
-    return pd.DataFrame(
-        {"metric": [f"{prefix}/{name}" for name in SUITE], "value": [metrics[n] for n in SUITE]}
-    )
+def evaluation_metrics_frame(
+    metrics: Mapping[str, float], prefix: str = "test", intervals: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The metric suite as `metric,value,ci_low,ci_high` rows, in docs/metrics.md's order; the
+    interval is empty without per-sample outputs to resample."""
+    names = [f"{prefix}/{name}" for name in SUITE]
+    frame = pd.DataFrame({"metric": names, "value": [metrics[n] for n in SUITE]})
+    if intervals is None:
+        return frame.assign(ci_low=np.nan, ci_high=np.nan)
+    bounds = intervals.set_index("metric").loc[names, ["ci_low", "ci_high"]]
+    return frame.assign(ci_low=bounds["ci_low"].to_numpy(), ci_high=bounds["ci_high"].to_numpy())
 
 
 def device_description(trainer: pl.Trainer) -> str:
@@ -168,16 +175,31 @@ def write_reports(
     prefix: str = "test",
     history: Sequence[Mapping[str, float]] = (),
     experiment: Mapping[str, Any] | None = None,
+    bootstrap: Mapping[str, int] | None = None,
 ) -> None:
     """Writes every file of the module docstring from a module's `test_results`.
 
     The curves need `history` (eval of a checkpoint saved without one has none) and the
-    per-sample files need the outputs; each is skipped when its input is missing.
+    per-sample files and intervals need the outputs; each is skipped when its input is missing.
+    `bootstrap` holds the intervals' `resamples` and `seed` (the `bootstrap` config key).
     """
     results_dir.mkdir(parents=True, exist_ok=True)
     metrics = results["metrics"]
     write_metrics_json(metrics, results_dir / "metrics.json", prefix)
-    evaluation_metrics_frame(metrics, prefix).to_csv(
+    frame = predictions_frame(results["outputs"], paths) if results["outputs"] else None
+    intervals = None
+    if frame is not None:
+        settings = {"resamples": DEFAULT_RESAMPLES, "seed": 0, **(bootstrap or {})}
+        intervals = intervals_frame(frame, metrics, prefix, **settings)
+        intervals.to_csv(results_dir / INTERVALS_CSV, index=False, float_format=REPORT_FLOAT_FORMAT)
+        names = [f"{prefix}/{name}" for name in SUITE]
+        log.info(
+            "%s metrics, %d bootstrap resamples:\n%s",
+            prefix,
+            settings["resamples"],
+            intervals_table(intervals, names),
+        )
+    evaluation_metrics_frame(metrics, prefix, intervals).to_csv(
         results_dir / "evaluation_metrics.csv", index=False, float_format=REPORT_FLOAT_FORMAT
     )
     if experiment is not None:
@@ -185,9 +207,8 @@ def write_reports(
     if history:
         figures.plot_curves(history, "acc", results_dir / "accuracy_curve.png")
         figures.plot_curves(history, "loss", results_dir / "loss_curve.png")
-    if not results["outputs"]:
+    if frame is None:
         return
-    frame = predictions_frame(results["outputs"], paths)
     frame.to_csv(
         results_dir / "predictions.csv", index=False, float_format=PREDICTIONS_FLOAT_FORMAT
     )
@@ -203,3 +224,4 @@ def write_reports(
     )
     figures.plot_valence_arousal(frame, metrics, results_dir / "valence_arousal.png")
     figures.plot_circumplex(frame, class_names, results_dir / "circumplex.png")
+    figures.plot_reliability(frame, metrics["ece"], results_dir / "reliability_diagram.png")

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.cli import DONE_FILE, FAILED_FILE
+from fer_lightning.reports.seeds import write_aggregate
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ def write_summary(sweep_dir: Path, since: float | None = None) -> pd.DataFrame:
         return summary
     summary.to_csv(sweep_dir / SUMMARY_CSV, index=False)
     plot_sweep(summary, sweep_dir / SUMMARY_PLOT)
+    write_aggregate(summary, sweep_dir, metric_prefix(summary), PLOT_Y, PLOT_X)
     failed = summary[summary["status"] == "failed"]
     log.info(
         "sweep summary: %s (%d of %d jobs failed)",

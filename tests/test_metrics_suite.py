@@ -22,17 +22,22 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
+    balanced_accuracy_score,
     classification_report,
     cohen_kappa_score,
     f1_score,
+    mean_absolute_error,
     precision_recall_fscore_support,
     roc_auc_score,
 )
 from sklearn.preprocessing import label_binarize
 from torch import Tensor
 
-from fer_lightning.metrics import MultiTaskMetrics, per_class_report
+from fer_lightning.metrics.classification import per_class_report
+from fer_lightning.metrics.suite import MultiTaskMetrics
 from tests.conftest import CONTRACT_METRICS
+from tests.test_metrics_calibration import ece_reference
+from tests.test_metrics_regression import icc_3_1_anova
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -64,8 +69,13 @@ def reference(logits: Tensor, va_pred: Tensor, expression: Tensor, va_target: Te
     with warnings.catch_warnings():  # sklearn warns when it applies replace_undefined_by
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         kappa = cohen_kappa_score(y, p, labels=list(range(C)), replace_undefined_by=0.0)
+    with warnings.catch_warnings():  # it leaves out classes only predicted, and warns
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", "A single label was found")
+        balanced = balanced_accuracy_score(y, p)
     out = {
         "acc": accuracy_score(y, p),
+        "balanced_acc": balanced,
         "f1_macro": f1_score(y, p, average="macro", zero_division=0),
         "f1_weighted": f1_score(y, p, average="weighted", zero_division=0),
         "kappa": kappa,
@@ -78,12 +88,15 @@ def reference(logits: Tensor, va_pred: Tensor, expression: Tensor, va_target: Te
     out["auprc"] = np.mean(
         [average_precision_score(y == k, probs[:, k]) for k in range(C) if (y == k).any()]
     )
+    out["ece"] = ece_reference(probs, y, p)
     for d, dimension in enumerate(("valence", "arousal")):
         t, q = va_target[:, d].double().numpy(), va_pred[:, d].double().numpy()
         constant = np.ptp(t) == 0 or np.ptp(q) == 0
         cov = np.mean((t - t.mean()) * (q - q.mean()))
         den = t.var() + q.var() + (t.mean() - q.mean()) ** 2
         out[f"{dimension}_rmse"] = np.sqrt(np.mean((t - q) ** 2))
+        out[f"{dimension}_mae"] = mean_absolute_error(t, q)
+        out[f"{dimension}_icc"] = 0.0 if constant else icc_3_1_anova(np.stack([t, q], axis=1))
         out[f"{dimension}_pcc"] = 0.0 if constant else scipy.stats.pearsonr(t, q).statistic
         out[f"{dimension}_sagr"] = np.mean(np.sign(t) == np.sign(q))
         out[f"{dimension}_ccc"] = 2 * cov / den if den > 0 else 0.0
