@@ -8,6 +8,7 @@ layout (``channels_last``), which tensor-core convolutions need to run without t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,9 +24,20 @@ from torchmetrics.classification import MulticlassAccuracy
 from fer_lightning.losses import MultiTaskLoss
 from fer_lightning.metrics import MultiTaskMetrics
 from fer_lightning.models import MultiTaskNet, rebuild_model
+from fer_lightning.models.finetune import (
+    check_finetune_options,
+    param_groups,
+    parameter_summary,
+    set_backbone_trainable,
+)
+from fer_lightning.runs.ema import WeightAverage
 
-# Where the module keeps the network: its weights are the state dict's `net.*` entries.
+log = logging.getLogger(__name__)
+
+# Where the module keeps the network: its weights are the state dict's `net.*` entries, and
+# their moving average's (with `module.ema_decay`) the `ema.net.*` entries.
 NET_PREFIX = "net."
+EMA_PREFIX = "ema.net."
 # Test-time augmentations: none, or "flip" (average with the mirrored image's prediction).
 TTA_MODES = (None, "flip")
 
@@ -54,12 +66,14 @@ def trained_net(checkpoint: Mapping[str, Any]) -> MultiTaskNet:
     """A checkpoint's network with its trained weights, in eval mode, for predict and export.
 
     Rebuilt from the run's stored config (see `MultiTaskModule.config`), so only tensors are read
-    from the file; the loss and metrics are not needed to run it.
+    from the file; the loss and metrics are not needed to run it. A run with a weight average
+    (`module.ema_decay`) validated and tested the average: that is the network it returns.
     """
     net = rebuild_model(checkpoint["fer_config"]["model"])
     state = checkpoint["state_dict"]
+    prefix = EMA_PREFIX if any(k.startswith(EMA_PREFIX) for k in state) else NET_PREFIX
     net.load_state_dict(
-        {k.removeprefix(NET_PREFIX): v for k, v in state.items() if k.startswith(NET_PREFIX)}
+        {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
     )
     return net.eval()
 
@@ -78,6 +92,11 @@ class MultiTaskModule(pl.LightningModule):
     compute exactly as before). `compile` compiles the network in place (`nn.Module.compile`,
     which keeps the state-dict keys, so checkpoints load into an uncompiled network) when fitting.
     `tta="flip"` averages each test prediction with the mirrored image's.
+
+    Fine-tuning (docs/configuration.md): `freeze_backbone_epochs` trains only the heads for that
+    many epochs; `backbone_lr_scale` and `layer_decay` scale the backbone's learning rate
+    (`models.finetune.param_groups`); `ema_decay` keeps a moving average of the weights
+    (`runs.ema.WeightAverage`), which validation and testing score.
     """
 
     def __init__(
@@ -90,8 +109,13 @@ class MultiTaskModule(pl.LightningModule):
         channels_last: bool = True,
         compile: bool = False,
         tta: str | None = None,
+        freeze_backbone_epochs: int = 0,
+        backbone_lr_scale: float = 1.0,
+        layer_decay: float | None = None,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
+        check_finetune_options(freeze_backbone_epochs, backbone_lr_scale, layer_decay)
         self.net = net
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -100,6 +124,10 @@ class MultiTaskModule(pl.LightningModule):
         self.channels_last = channels_last
         self.compile_net = compile
         self._memory_format = torch.contiguous_format  # decided in setup, by the device
+        self.freeze_backbone_epochs = freeze_backbone_epochs
+        self.backbone_lr_scale = backbone_lr_scale
+        self.layer_decay = layer_decay
+        self.ema = WeightAverage(net, ema_decay) if ema_decay is not None else None
         num_classes = net.num_classes
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = MultiTaskMetrics(num_classes)
@@ -133,6 +161,7 @@ class MultiTaskModule(pl.LightningModule):
             optimizer=None,
             config=stored,
             tta=tta,
+            ema_decay=stored.get("module", {}).get("ema_decay"),
         )
         module.load_state_dict(checkpoint["state_dict"])
         return module
@@ -150,14 +179,23 @@ class MultiTaskModule(pl.LightningModule):
             # Parameters keep their layout when the strategy moves them to the device next.
             self._memory_format = torch.channels_last
             self.net.to(memory_format=torch.channels_last)
+            if self.ema is not None:
+                self.ema.net.to(memory_format=torch.channels_last)
         if stage == "fit" and self.compile_net:
             self.net.compile()
 
     def _images(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["image"].contiguous(memory_format=self._memory_format)
 
-    def _step(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        logits, va = self.net(self._images(batch))
+    @property
+    def scored_net(self) -> nn.Module:
+        """The network validation and testing score: the weight average, if there is one."""
+        return self.net if self.ema is None else self.ema.net
+
+    def _step(
+        self, batch: dict[str, Tensor], net: nn.Module | None = None
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        logits, va = (net or self.net)(self._images(batch))
         losses = self.loss(logits, va, batch["expression"], batch["va"])
         return losses, logits, va
 
@@ -182,7 +220,7 @@ class MultiTaskModule(pl.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        losses, logits, va = self._step(batch)
+        losses, logits, va = self._step(batch, self.scored_net)
         self._log_losses("val", losses, on_step=False)
         self.val_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
 
@@ -194,9 +232,9 @@ class MultiTaskModule(pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        losses, logits, va = self._step(batch)
+        losses, logits, va = self._step(batch, self.scored_net)
         if self.tta == "flip":
-            flipped_logits, flipped_va = self.net(self._images(batch).flip(-1))
+            flipped_logits, flipped_va = self.scored_net(self._images(batch).flip(-1))
             logits, va = (logits + flipped_logits) / 2, (va + flipped_va) / 2
         self._log_losses("test", losses, on_step=False)
         self.test_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
@@ -227,13 +265,46 @@ class MultiTaskModule(pl.LightningModule):
         }
         self._test_outputs = []
 
+    def on_train_start(self) -> None:
+        self._apply_freeze(announce=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._apply_freeze(announce=False)
+
+    def _apply_freeze(self, announce: bool) -> None:
+        """Trains the backbone from epoch `freeze_backbone_epochs` on, logging what trains."""
+        trainable = self.current_epoch >= self.freeze_backbone_epochs
+        changed = set_backbone_trainable(self.net, trainable)
+        if (announce or changed) and self.trainer.is_global_zero:
+            log.info("epoch %d: %s", self.current_epoch, parameter_summary(self.net))
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.net)
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        params = param_groups(
+            self.net, list(self.loss.parameters()), self.backbone_lr_scale, self.layer_decay
+        )
+        optimizer = self.optimizer_factory(params)
+        for group in optimizer.param_groups:  # before a scheduler records the initial lrs
+            group["lr"] *= group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
+        schedule = getattr(self.scheduler_factory, "func", self.scheduler_factory)
+        interval = getattr(schedule, "interval", "epoch")
+        if interval == "step":
+            scheduler = self.scheduler_factory(
+                optimizer,
+                total_steps=self.trainer.estimated_stepping_batches,
+                max_epochs=max(self.trainer.max_epochs or 1, 1),
+            )
+        else:
+            scheduler = self.scheduler_factory(optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
