@@ -39,6 +39,11 @@ def test_the_gpu_bench_reports_images_per_second_on_a_tiny_cpu_run(tmp_path):
     assert float(row.group(1)) > 0 and float(row.group(2)) > 0
 
 
+def test_the_gpu_bench_times_a_timm_model(tmp_path):
+    stdout = run_bench(GPU_BENCH.replace("models=[tnet]", "models=[timm:test_resnet]"), tmp_path)
+    assert re.search(r"^timm:test_resnet\s.*? ([0-9.]+) images/s", stdout, re.MULTILINE), stdout
+
+
 def test_a_bench_mistake_is_one_line_and_exit_status_2(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     for command, message in (
