@@ -57,7 +57,7 @@ def test_a_vit_is_built_for_the_data_image_size():
 
 
 def test_an_input_size_the_architecture_refuses_is_one_line():
-    with pytest.raises(ConfigError, match="cannot take data.image_size=8") as error:
+    with pytest.raises(ConfigError, match=r"cannot take data\.image_size=8") as error:
         create_model("vit_tiny_patch16_224", library="timm", image_size=8)
     assert "\n" not in str(error.value)
 

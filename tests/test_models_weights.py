@@ -52,7 +52,7 @@ def test_a_weights_file_loads_exactly_and_reports_one_line(tmp_path, caplog, suf
 
 def test_another_prefix_loads_through_the_rename_option(tmp_path):
     path, state = backbone_file(tmp_path, prefix="module.encoder.")
-    with pytest.raises(ConfigError, match="model.weights_rename"):
+    with pytest.raises(ConfigError, match=r"model\.weights_rename"):
         build(weights=str(path))
     net = build(weights=str(path), weights_rename={"module.encoder.": "backbone."})
     assert_backbone_is(net, state, prefix="module.encoder.")
