@@ -2,6 +2,7 @@
 
     python bench/bench_gpu.py                     # on a GPU: 50,000 images at 224, four models
     python bench/bench_gpu.py images=64 image_size=32 steps=3 models=[tnet] accelerator=cpu
+    python bench/bench_gpu.py models=[timm:tf_efficientnet_b0,resnet18]   # timm:NAME: model=timm
 
 Arguments are `key=value` as for every command of the project (DEFAULTS below; without a GPU the
 defaults are CPU-sized, CPU_DEFAULTS). A mistake is one line on stderr and exit status 2.
@@ -158,6 +159,14 @@ class StepTimer(pl.Callback):
                 self.seconds = self._now(pl_module) - self.started
 
 
+def model_overrides(model: str) -> list[str]:
+    """`timm:NAME` is `model=timm model.name=NAME`; any other name is `model=NAME`."""
+    library, sep, name = model.partition(":")
+    if sep and library == "timm":
+        return ["model=timm", f"model.name={name}"]
+    return [f"model={model}"]
+
+
 def bench_config(model: str, root: Path, args: SimpleNamespace, out: Path) -> DictConfig:
     """The training config of `model` as the train app composes it, set up for timing only."""
     trainer = ["trainer=gpu"] if args.accelerator == "gpu" else ["trainer=cpu"]
@@ -169,7 +178,7 @@ def bench_config(model: str, root: Path, args: SimpleNamespace, out: Path) -> Di
         f"data.batch_size={args.batch_size}",
         f"data.num_workers={args.workers}",
         *([f"++data.loader={args.loader}"] if args.loader else []),
-        f"model={model}",
+        *model_overrides(model),
         "model.pretrained=false",
         "scheduler=none",
         f"module.compile={str(args.compile).lower()}",

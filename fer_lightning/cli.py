@@ -99,7 +99,7 @@ def unknown_choice(overrides: list[str]) -> str | None:
     Hydra reports these itself, but across many lines (for `model`, a list of 80 names). The
     `model` options are the registry's names, which need no file in conf/model/.
     """
-    from fer_lightning.models.registry import model_names, unknown_model
+    from fer_lightning.models.registry import model_choices, unknown_model
 
     for override in overrides:
         group, sep, value = override.partition("=")
@@ -107,7 +107,7 @@ def unknown_choice(overrides: list[str]) -> str | None:
         if not sep or "/" in group or value[:1] in "[({":
             continue
         if group == "model":
-            accepted = {*model_names(), "null"}
+            accepted = {*model_choices(), "null"}
             for choice in value.split(","):
                 if choice not in accepted:
                     return unknown_model(choice)

@@ -46,7 +46,8 @@ class MultiTaskLoss(nn.Module):
 
     The class weights are a buffer of `num_classes` (the data config's `classes`, passed by the
     loss groups) filled from the training split at fit time (never typed in, as the original's
-    were), so they travel inside every checkpoint.
+    were), so they travel inside every checkpoint. `label_smoothing` is CE's own (PyTorch's
+    `cross_entropy`: the target is (1 - e) one-hot + e / num_classes uniform).
     """
 
     def __init__(
@@ -55,8 +56,12 @@ class MultiTaskLoss(nn.Module):
         num_classes: int,
         regression: str = "mse",
         class_weighted: bool = True,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ConfigError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
         unknown = set(weights) - set(TASKS)
         if unknown or any(float(weights.get(t, 0.0)) < 0 for t in TASKS):
             raise ConfigError(
@@ -85,7 +90,12 @@ class MultiTaskLoss(nn.Module):
     ) -> dict[str, Tensor]:
         class_weights = self.class_weights if self.class_weighted else None
         parts = {
-            "expression": F.cross_entropy(logits.float(), expression, weight=class_weights),
+            "expression": F.cross_entropy(
+                logits.float(),
+                expression,
+                weight=class_weights,
+                label_smoothing=self.label_smoothing,
+            ),
             "valence": self.regression(va_pred[:, 0].float(), va_target[:, 0]),
             "arousal": self.regression(va_pred[:, 1].float(), va_target[:, 1]),
         }

@@ -8,6 +8,7 @@ layout (``channels_last``), which tensor-core convolutions need to run without t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,10 +25,21 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.losses import MultiTaskLoss
 from fer_lightning.metrics.suite import MultiTaskMetrics
 from fer_lightning.models import MultiTaskNet
-from fer_lightning.runs.stored_config import stored_loss, stored_net
+from fer_lightning.models.finetune import (
+    check_finetune_options,
+    param_groups,
+    parameter_summary,
+    set_backbone_trainable,
+)
+from fer_lightning.runs.ema import WeightAverage
+from fer_lightning.runs.stored_config import stored_ema_decay, stored_loss, stored_net
 
-# Where the module keeps the network: its weights are the state dict's `net.*` entries.
+log = logging.getLogger(__name__)
+
+# Where the module keeps the network: its weights are the state dict's `net.*` entries, and
+# their moving average's (with `module.ema_decay`) the `ema.net.*` entries.
 NET_PREFIX = "net."
+EMA_PREFIX = "ema.net."
 # Test-time augmentations: none, or "flip" (average with the mirrored image's prediction).
 TTA_MODES = (None, "flip")
 
@@ -57,16 +69,18 @@ def trained_net(checkpoint: Mapping[str, Any]) -> MultiTaskNet:
 
     Rebuilt from the run's stored config (see `MultiTaskModule.config`) by the project's own
     builder, so only tensors and checked plain values are read from the file; the loss and
-    metrics are not needed to run it.
+    metrics are not needed to run it. A run with a weight average (`module.ema_decay`) validated
+    and tested the average: that is the network it returns.
     """
     net = stored_net(checkpoint["fer_config"])
     state = checkpoint["state_dict"]
-    weights = {k.removeprefix(NET_PREFIX): v for k, v in state.items() if k.startswith(NET_PREFIX)}
-    load_weights(net, weights, net.name)
+    prefix = EMA_PREFIX if any(k.startswith(EMA_PREFIX) for k in state) else NET_PREFIX
+    weights = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    load_checkpoint_weights(net, weights, net.name)
     return net.eval()
 
 
-def load_weights(module: nn.Module, weights: Mapping[str, Tensor], name: str) -> None:
+def load_checkpoint_weights(module: nn.Module, weights: Mapping[str, Tensor], name: str) -> None:
     """Loads a checkpoint's weights strictly; weights of another shape are a one-line error."""
     try:
         module.load_state_dict(weights)
@@ -95,6 +109,11 @@ class MultiTaskModule(pl.LightningModule):
     `tta="flip"` averages each test prediction with the mirrored image's. `test_split` is the
     split that `trainer.test` scores and the prefix of what it logs (eval sets it to `val` for
     `split=val`).
+
+    Fine-tuning (docs/configuration.md): `freeze_backbone_epochs` trains only the heads for that
+    many epochs; `backbone_lr_scale` and `layer_decay` scale the backbone's learning rate
+    (`models.finetune.param_groups`); `ema_decay` keeps a moving average of the weights
+    (`runs.ema.WeightAverage`), which validation and testing score.
     """
 
     def __init__(
@@ -107,8 +126,13 @@ class MultiTaskModule(pl.LightningModule):
         channels_last: bool = True,
         compile: bool = False,
         tta: str | None = None,
+        freeze_backbone_epochs: int = 0,
+        backbone_lr_scale: float = 1.0,
+        layer_decay: float | None = None,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
+        check_finetune_options(freeze_backbone_epochs, backbone_lr_scale, layer_decay)
         self.net = net
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -117,6 +141,10 @@ class MultiTaskModule(pl.LightningModule):
         self.channels_last = channels_last
         self.compile_net = compile
         self._memory_format = torch.contiguous_format  # decided in setup, by the device
+        self.freeze_backbone_epochs = freeze_backbone_epochs
+        self.backbone_lr_scale = backbone_lr_scale
+        self.layer_decay = layer_decay
+        self.ema = WeightAverage(net, ema_decay) if ema_decay is not None else None
         num_classes = net.num_classes
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = MultiTaskMetrics(num_classes)
@@ -149,8 +177,15 @@ class MultiTaskModule(pl.LightningModule):
         stored config (no ImageNet weights needed), its weights loaded, and no optimizer."""
         stored = checkpoint["fer_config"]
         net = stored_net(stored)
-        module = cls(net=net, loss=stored_loss(stored), optimizer=None, config=stored, tta=tta)
-        load_weights(module, checkpoint["state_dict"], net.name)
+        module = cls(
+            net=net,
+            loss=stored_loss(stored),
+            optimizer=None,
+            config=stored,
+            tta=tta,
+            ema_decay=stored_ema_decay(stored),
+        )
+        load_checkpoint_weights(module, checkpoint["state_dict"], net.name)
         return module
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -166,14 +201,23 @@ class MultiTaskModule(pl.LightningModule):
             # Parameters keep their layout when the strategy moves them to the device next.
             self._memory_format = torch.channels_last
             self.net.to(memory_format=torch.channels_last)
+            if self.ema is not None:
+                self.ema.net.to(memory_format=torch.channels_last)
         if stage == "fit" and self.compile_net:
             self.net.compile()
 
     def _images(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["image"].contiguous(memory_format=self._memory_format)
 
-    def _step(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        logits, va = self.net(self._images(batch))
+    @property
+    def scored_net(self) -> nn.Module:
+        """The network validation and testing score: the weight average, if there is one."""
+        return self.net if self.ema is None else self.ema.net
+
+    def _step(
+        self, batch: dict[str, Tensor], net: nn.Module | None = None
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        logits, va = (net or self.net)(self._images(batch))
         losses = self.loss(logits, va, batch["expression"], batch["va"])
         return losses, logits, va
 
@@ -198,7 +242,7 @@ class MultiTaskModule(pl.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        losses, logits, va = self._step(batch)
+        losses, logits, va = self._step(batch, self.scored_net)
         self._log_losses("val", losses, on_step=False)
         self.val_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
 
@@ -211,9 +255,9 @@ class MultiTaskModule(pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        losses, logits, va = self._step(batch)
+        losses, logits, va = self._step(batch, self.scored_net)
         if self.tta == "flip":
-            flipped_logits, flipped_va = self.net(self._images(batch).flip(-1))
+            flipped_logits, flipped_va = self.scored_net(self._images(batch).flip(-1))
             logits, va = (logits + flipped_logits) / 2, (va + flipped_va) / 2
         self._log_losses(self.test_split, losses, on_step=False)
         self.test_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
@@ -244,13 +288,46 @@ class MultiTaskModule(pl.LightningModule):
         }
         self._test_outputs = []
 
+    def on_train_start(self) -> None:
+        self._apply_freeze(announce=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._apply_freeze(announce=False)
+
+    def _apply_freeze(self, announce: bool) -> None:
+        """Trains the backbone from epoch `freeze_backbone_epochs` on, logging what trains."""
+        trainable = self.current_epoch >= self.freeze_backbone_epochs
+        changed = set_backbone_trainable(self.net, trainable)
+        if (announce or changed) and self.trainer.is_global_zero:
+            log.info("epoch %d: %s", self.current_epoch, parameter_summary(self.net))
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.net)
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        params = param_groups(
+            self.net, list(self.loss.parameters()), self.backbone_lr_scale, self.layer_decay
+        )
+        optimizer = self.optimizer_factory(params)
+        for group in optimizer.param_groups:  # before a scheduler records the initial lrs
+            group["lr"] *= group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
+        schedule = getattr(self.scheduler_factory, "func", self.scheduler_factory)
+        interval = getattr(schedule, "interval", "epoch")
+        if interval == "step":
+            scheduler = self.scheduler_factory(
+                optimizer,
+                total_steps=self.trainer.estimated_stepping_batches,
+                max_epochs=max(self.trainer.max_epochs or 1, 1),
+            )
+        else:
+            scheduler = self.scheduler_factory(optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -177,3 +177,21 @@ def test_training_logs_the_learned_task_weights(compose_config, tiny_dataset):
     for task, start in zip(TASKS, LIKELIHOOD_SCALES.values(), strict=True):
         weights = history[f"train/loss_weight_{task}"].dropna()
         assert len(weights) == 2 and weights.iloc[-1] != pytest.approx(start, abs=1e-4)
+
+
+def test_label_smoothing_mixes_the_one_hot_target_with_the_uniform_one():
+    torch.manual_seed(0)
+    logits, target = torch.randn(6, 8), torch.randint(0, 8, (6,))
+    va = torch.zeros(6, 2)
+    smoothing = 0.1
+    loss = MultiTaskLoss(
+        {"expression": 1.0}, num_classes=8, class_weighted=False, label_smoothing=smoothing
+    )
+    soft = torch.full((6, 8), smoothing / 8).scatter_add_(
+        1, target[:, None], torch.full((6, 1), 1 - smoothing)
+    )
+    expected = -(soft * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    got = loss(logits, va, target, va)["expression"]
+    torch.testing.assert_close(got, expected)
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        MultiTaskLoss({"expression": 1.0}, num_classes=8, label_smoothing=1.0)

@@ -179,7 +179,22 @@ def test_model_configs_hold_the_registry_defaults_and_the_data_class_count(name:
         "va_activation": "tanh",
         "head_hidden": 256 if tnet else 0,
         "dropout": 0.5 if tnet else 0.2,
+        "weights": None,
+        "weights_rename": {},
     }
+
+
+def test_model_timm_is_a_config_of_a_timm_backbone() -> None:
+    node = _compose_model("timm", 32).model
+    assert (node.library, node.name, node.pretrained, node.weights) == (
+        "timm",
+        "resnet18",
+        False,
+        None,
+    )
+    from fer_lightning.cli import unknown_choice
+
+    assert unknown_choice(["model=timm", "model.name=anything"]) is None
 
 
 def test_create_model_defaults_to_the_same_heads() -> None:

@@ -433,3 +433,28 @@ def test_a_rerun_with_another_optimizer_is_one_line_on_the_command_line(trained_
         line.startswith("error: ")
         and "optimizer._target_ torch.optim.Adam -> torch.optim.SGD" in line
     )
+
+
+def test_the_hsemotion_preset_is_their_protocol(compose_config):
+    cfg = compose_config("train", ["experiment=hsemotion_b0", "model.weights=faces.pt"])
+    assert (cfg.model.library, cfg.model.name, cfg.model.weights) == (
+        "timm",
+        "tf_efficientnet_b0",
+        "faces.pt",
+    )
+    assert (cfg.data.protocol, cfg.data.image_size, cfg.data.batch_size) == ("official", 224, 64)
+    assert (cfg.module.freeze_backbone_epochs, cfg.trainer.max_epochs) == (3, 9)
+    assert (cfg.optimizer.lr, cfg.scheduler.milestones, cfg.scheduler.gamma) == (1e-3, [3], 0.1)
+    assert (cfg.loss.label_smoothing, cfg.loss.regression, cfg.data.augment_inplace) == (
+        0.1,
+        "ccc",
+        [],
+    )
+
+
+def test_the_hsemotion_preset_without_its_weights_file_is_a_config_error(compose_config, tmp_path):
+    from hydra.utils import instantiate
+
+    overrides = ["experiment=hsemotion_b0", f"model.weights={tmp_path / 'faces.pt'}"]
+    with pytest.raises(Exception, match=r"model.weights file .*faces.pt does not exist"):
+        instantiate(compose_config("train", overrides).model)

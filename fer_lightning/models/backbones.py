@@ -81,7 +81,7 @@ def _construct(name: str, image_size: int, pretrained: bool) -> nn.Module:
         return torchvision.models.get_model(name, weights=None, **kwargs)
     except ValueError as err:  # MaxViT: the grid at some stage does not split into its partitions
         raise ConfigError(
-            f"{name} cannot take data.image_size={image_size} (torchvision: {_brief(err)}); "
+            f"{name} cannot take data.image_size={image_size} (torchvision: {brief(err)}); "
             "try data.image_size=224"
         ) from err
 
@@ -101,12 +101,12 @@ def _load_local_imagenet_weights(model: nn.Module, name: str, image_size: int) -
         model.load_state_dict(_adapt_state(state, name, image_size))
     except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as err:
         raise ConfigError(
-            f"{path} is not torchvision's {name} ImageNet checkpoint ({_brief(err)}): "
+            f"{path} is not torchvision's {name} ImageNet checkpoint ({brief(err)}): "
             f"replace it with {weights.url} or use model.pretrained=false"
         ) from err
 
 
-def _brief(err: Exception) -> str:
+def brief(err: BaseException) -> str:
     """The start of an error message, on one line: load_state_dict lists every mismatched key."""
     return " ".join(str(err).split())[:200]
 

@@ -7,6 +7,7 @@ only for a model with settings of its own (docs/configuration.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
@@ -14,13 +15,18 @@ from hydra.core.config_store import ConfigStore
 from fer_lightning.errors import ConfigError
 from fer_lightning.models.backbones import torchvision_backbone, torchvision_names
 from fer_lightning.models.multitask import MultiTaskNet
+from fer_lightning.models.timm_backbones import timm_backbone
 from fer_lightning.models.tnet import TNetFeatures
+from fer_lightning.models.weights import load_weights
 from fer_lightning.paths import CONFIG_DIR
 
 # Our short names for torchvision models; every torchvision name works as well.
 ALIASES = {"squeezenet": "squeezenet1_1"}
 # The original project's models and our quick-start choices, named first in error messages.
 FEATURED = ("squeezenet", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "resnet18")
+# `model=timm model.name=NAME`: any timm model, named by `name` (its default below).
+TIMM = "timm"
+TIMM_DEFAULT = "resnet18"
 
 
 @dataclass(frozen=True)
@@ -41,15 +47,21 @@ def heads(name: str) -> Heads:
 
 
 def model_names() -> list[str]:
-    """Every name `create_model` and `model=<name>` accept."""
+    """Every name `create_model` accepts without `library`."""
     return ["tnet", *ALIASES, *torchvision_names()]
 
 
+def model_choices() -> list[str]:
+    """Every option of `model=<option>`: the names of `model_names` and `timm`."""
+    return [*model_names(), TIMM]
+
+
 def unknown_model(name: str) -> str:
-    """The one-line complaint about a model name that `model_names` does not hold."""
+    """The one-line complaint about a model name that `model_choices` does not hold."""
     return (
-        f"unknown model '{name}': choose {', '.join(FEATURED)}, tnet, or any torchvision "
-        "classification model name (torchvision.models.list_models())"
+        f"unknown model '{name}': choose {', '.join(FEATURED)}, tnet, any torchvision "
+        "classification model name (torchvision.models.list_models()), or timm with "
+        "model.name=<any timm.list_models() name>"
     )
 
 
@@ -61,12 +73,22 @@ def create_model(
     va_activation: str = "tanh",
     head_hidden: int | None = None,
     dropout: float | None = None,
+    library: str | None = None,
+    weights: str | None = None,
+    weights_rename: Mapping[str, str] | None = None,
 ) -> MultiTaskNet:
-    """Builds the multi-task network `name`: 'tnet', an alias in ALIASES or a torchvision name.
+    """Builds the multi-task network `name`: 'tnet', an alias in ALIASES or a torchvision name,
+    or with `library="timm"` any timm model name.
 
     `head_hidden` and `dropout` default (None) to the architecture's own, `heads(name)`.
+    `weights` is a file loaded over the built network (`weights.load_weights`, after `pretrained`
+    weights), its key prefixes mapped by `weights_rename`.
     """
-    if name == "tnet":
+    if library not in (None, TIMM):
+        raise ConfigError(f"unknown model.library '{library}': choose timm or null")
+    if library == TIMM:
+        backbone, feature_dim = timm_backbone(name, image_size, pretrained)
+    elif name == "tnet":
         if pretrained:
             raise ConfigError(
                 "tnet has no pretrained weights (it is this project's own network): "
@@ -80,7 +102,7 @@ def create_model(
     else:
         raise ConfigError(unknown_model(name))
     default = heads(name)
-    return MultiTaskNet(
+    net = MultiTaskNet(
         name,
         backbone,
         feature_dim,
@@ -89,20 +111,30 @@ def create_model(
         default.hidden if head_hidden is None else head_hidden,
         default.dropout if dropout is None else dropout,
     )
+    if weights:
+        load_weights(net, weights, weights_rename or {})
+    return net
 
 
 def model_node(name: str) -> dict[str, object]:
-    """The `model` config of `name`: its defaults, the class count and input size from `data`."""
+    """The `model` config of `name`: its defaults, the class count and input size from `data`.
+
+    `timm`'s node builds `TIMM_DEFAULT` until `model.name` says otherwise.
+    """
     default = heads(name)
+    library = {"library": TIMM} if name == TIMM else {}
     return {
         "_target_": "fer_lightning.models.create_model",
-        "name": name,
+        "name": TIMM_DEFAULT if name == TIMM else name,
+        **library,
         "num_classes": "${data.classes}",
         "pretrained": False,
         "image_size": "${data.image_size}",
         "va_activation": "tanh",
         "head_hidden": default.hidden,
         "dropout": default.dropout,
+        "weights": None,
+        "weights_rename": {},
     }
 
 
@@ -114,6 +146,6 @@ def register_model_configs() -> None:
     """
     with_yaml = {path.stem for path in (CONFIG_DIR / "model").glob("*.yaml")}
     store = ConfigStore.instance()
-    for name in model_names():
+    for name in model_choices():
         if name not in with_yaml:
             store.store(group="model", name=name, node=model_node(name))

@@ -139,7 +139,8 @@ def _type_name(hint: Any) -> str:
 def model_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """The stored `model` node as `create_model` arguments, its name one of the registry's."""
     settings = _settings(config, "model", create_model, [_target(create_model)])
-    if settings.get("name") not in model_names():
+    # A timm name is looked up in timm's registry when the backbone is built (one line if absent).
+    if settings.get("library") is None and settings.get("name") not in model_names():
         raise ConfigError(
             f"the checkpoint's fer_config.model: {unknown_model(settings.get('name'))}"
         )
@@ -147,9 +148,21 @@ def model_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def stored_net(config: Mapping[str, Any]) -> MultiTaskNet:
-    """The network a stored config describes, without ImageNet weights (the checkpoint's own
-    replace them, so it loads on a machine without the ImageNet files)."""
-    return create_model(**{**model_settings(config), "pretrained": False})
+    """The network a stored config describes, without ImageNet weights or the `model.weights`
+    file the run started from (the checkpoint's own replace them, so it loads on a machine
+    without either)."""
+    return create_model(**{**model_settings(config), "pretrained": False, "weights": None})
+
+
+def stored_ema_decay(config: Mapping[str, Any]) -> float | None:
+    """The weight-average decay the run trained with (`module.ema_decay`), or None."""
+    module = config.get("module", {})
+    decay = module.get("ema_decay") if isinstance(module, dict) else None
+    if decay is not None and not (_matches(decay, float) and 0 < decay < 1):
+        raise ConfigError(
+            f"the checkpoint's fer_config.module.ema_decay is {decay!r}: not in (0, 1)"
+        )
+    return decay
 
 
 def stored_loss(config: Mapping[str, Any]) -> MultiTaskLoss:
