@@ -158,7 +158,10 @@ def checkpoint_network(path: Path) -> nn.Module:
     """The network a checkpoint holds, rebuilt by the test from the file's model config and
     weights (strictly: every weight must load), in eval mode."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    net = instantiate({**checkpoint["fer_config"]["model"], "pretrained": False})
+    model = checkpoint["fer_config"]["model"]
+    net = instantiate(
+        {**model, "pretrained": False, **({"weights": None} if "weights" in model else {})}
+    )
     prefix = "net."
     weights = {
         k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
