@@ -149,7 +149,7 @@ def check_monitor(cfg: DictConfig) -> None:
 
 def monitored_names(num_classes: int) -> set[str]:
     """Every validation value the module logs: its losses and the metric suite's names."""
-    from fer_lightning.metrics import MultiTaskMetrics
+    from fer_lightning.metrics.suite import MultiTaskMetrics
 
     with warnings.catch_warnings():  # torchmetrics warns of a compute() before any update()
         warnings.simplefilter("ignore")
