@@ -75,8 +75,9 @@ def test_any_unreadable_last_checkpoint_falls_back_with_one_warning(
     checkpoints.mkdir()
     shutil.copy(trained_run / "checkpoints" / "last.ckpt", checkpoints / "last-prev.ckpt")
     _broken(kind, checkpoints / "last.ckpt")
-    model = torch.load(checkpoints / "last-prev.ckpt", weights_only=True)["fer_config"]["model"]
-    cfg = OmegaConf.create({"resume": True, "ckpt_path": None, "model": model})
+    # The rerun of the same experiment: the run's own config.
+    stored = torch.load(checkpoints / "last-prev.ckpt", weights_only=True)["fer_config"]
+    cfg = OmegaConf.create({**stored, "resume": True, "ckpt_path": None})
     with caplog.at_level(logging.WARNING):
         assert resume_checkpoint(cfg, tmp_path) == str(checkpoints / "last-prev.ckpt")
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
