@@ -14,7 +14,8 @@ from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
 from fer_lightning.finish import Started, write_results
 from fer_lightning.module import TTA_MODES, MultiTaskModule
-from fer_lightning.runs.checkpoints import load_checkpoint
+from fer_lightning.runs.checkpoints import CHECKPOINT_DIR, load_checkpoint
+from fer_lightning.runs.fault_tolerance import FaultTolerance
 from fer_lightning.runs.history import checkpoint_history
 from fer_lightning.runs.resume import split_record_of
 from fer_lightning.runs.stored_config import stored_datamodule, stored_input
@@ -72,7 +73,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule.test_split = cfg.split
     pl.seed_everything(cfg.seed, workers=True)  # after the checks of the checkpoint: it logs
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False
+        cfg.trainer,
+        logger=instantiate_dict(cfg.get("logger")) or False,
+        # Its signal handling: SIGTERM or Ctrl+C ends the test after the batch, with a message
+        # and status 128 + N, before results/ is written. It saves nothing outside fit.
+        callbacks=[FaultTolerance(str(Path(cfg.paths.output_dir) / CHECKPOINT_DIR))],
     )
     trainer.test(module, datamodule=datamodule)
     return write_results(

@@ -161,3 +161,28 @@ def test_eval_refuses_a_run_directory_in_use(trained_run, tmp_path):
     assert result.returncode == 2 and "is in use by another process" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "eval" / "results").exists()
+
+
+def test_sigterm_while_evaluating_exits_with_its_status_and_writes_no_results(
+    trained_run, tmp_path, monkeypatch, caplog
+):
+    import logging
+    import os
+    import signal
+
+    from fer_lightning.module import MultiTaskModule
+
+    test_step = MultiTaskModule.test_step
+
+    def interrupted(self, batch, batch_idx):
+        if batch_idx == 0:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled after this batch
+        return test_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(MultiTaskModule, "test_step", interrupted)
+    with pytest.raises(SystemExit) as ended, caplog.at_level(logging.WARNING):
+        evaluated(trained_run, tmp_path)
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM while testing, before results/ was written" in caplog.text
+    assert not (tmp_path / "run" / "results").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
