@@ -87,3 +87,13 @@ def test_a_pickled_model_is_never_unpickled(tmp_path):
 def test_a_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         build(weights=str(tmp_path / "none.pt"))
+
+
+@pytest.mark.parametrize("name", ["w.safetensors", "w.pt"])
+@pytest.mark.parametrize("content", [b"", b"not a weights file at all"])
+def test_a_damaged_weights_file_is_one_line(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="is not a") as error:
+        build(weights=str(path))
+    assert "\n" not in str(error.value)

@@ -56,7 +56,12 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise ConfigError(f"model.weights file {path} does not exist")
     if path.suffix == ".safetensors":
-        return safetensors.torch.load_file(path, device="cpu")
+        try:
+            return safetensors.torch.load_file(path, device="cpu")
+        except (safetensors.SafetensorError, OSError) as err:
+            raise ConfigError(
+                f"model.weights {path} is not a safetensors file ({brief(err)})"
+            ) from err
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
