@@ -65,6 +65,8 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # no object it refused: not a torch file at all
+            raise ConfigError(f"model.weights {path} is not a PyTorch file ({brief(err)})") from err
         raise ConfigError(
             f"model.weights {path} holds pickled objects, not only tensors (a whole saved model?), "
             "which are never unpickled: on a machine that trusts it, save its state_dict() with "
