@@ -69,3 +69,18 @@ def test_resuming_mid_epoch_continues_the_same_order():
     resumed.set_epoch(2)  # Lightning calls this at the start of the resumed epoch
     assert indices(resumed) == full[7:]
     assert indices(resumed) == full  # the epoch after a resume starts from its beginning
+
+
+def test_defaults_are_the_sequential_order_with_seed_0():
+    assert indices(EpochSampler(5)) == [0, 1, 2, 3, 4]
+    assert indices(EpochSampler(20, "shuffle")) == indices(EpochSampler(20, "shuffle", seed=0))
+
+
+def test_bad_modes_and_labels_are_refused_with_what_to_pass():
+    with pytest.raises(ValueError, match=r"^mode must be one of \('sequential', .*got 'random'$"):
+        EpochSampler(4, "random")
+    needs_labels = r"^the balanced mode needs one label per sample$"
+    with pytest.raises(ValueError, match=needs_labels):
+        EpochSampler(4, "balanced")
+    with pytest.raises(ValueError, match=needs_labels):
+        EpochSampler(4, "balanced", labels=np.zeros(3, dtype=np.int64))

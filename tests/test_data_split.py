@@ -13,7 +13,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from fer_lightning.data import split as split_module
 from fer_lightning.data.datamodule import AffectNetDataModule, balanced_class_weights
-from fer_lightning.data.split import SplitLeakError, stratified_holdout
+from fer_lightning.data.split import SplitLeakError, assert_disjoint, stratified_holdout
 from fer_lightning.errors import ConfigError
 from tests.data_fixtures import make_dataset, write_annotations, write_image
 
@@ -97,7 +97,17 @@ def test_seven_classes_drop_contempt_everywhere(dataset, tmp_path):
 def test_split_file_is_written_once_and_reused(dataset, tmp_path, monkeypatch):
     first = prepared(dataset, tmp_path)
     files = list(tmp_path.glob("split-holdout-8classes-seed0-*.json"))
-    assert len(files) == 1
+    assert [f.name for f in files] == ["split-holdout-8classes-seed0-fraction0.2.json"]
+    content = json.loads(files[0].read_text())
+    assert {k: content[k] for k in ("protocol", "classes", "seed", "fraction")} == {
+        "protocol": "holdout",
+        "classes": 8,
+        "seed": 0,
+        "fraction": 0.2,
+    }
+    assert content["sizes"] == {p: len(first.sample_paths(p)) for p in ("train", "val", "test")}
+    assert sorted(content["test"]) == sorted(keys(first, "test"))
+    assert len(content["index_digest"]) > 0
     monkeypatch.setattr(split_module, "make_split", lambda *a: pytest.fail("split redrawn"))
     again = prepared(dataset, tmp_path)
     assert keys(again, "test") == keys(first, "test")
@@ -113,6 +123,15 @@ def test_a_leaking_split_file_raises(dataset, tmp_path):
         prepared(dataset, tmp_path)
 
 
+def test_a_leak_names_the_sample_its_two_parts_and_the_fix():
+    assert_disjoint({"train": ["a"], "val": ["b"], "test": ["c"]})
+    with pytest.raises(SplitLeakError) as raised:
+        assert_disjoint({"train": ["a", "b"], "val": ["c"], "test": ["b"]})
+    assert str(raised.value) == (
+        "b is in both train and test: the split leaks; delete the split file to redraw it"
+    )
+
+
 def test_stratified_holdout_keeps_class_proportions():
     labels = np.repeat(np.arange(8), AFFECTNET_COUNTS)
     held = stratified_holdout(labels, 0.2, seed=0)
@@ -121,6 +140,25 @@ def test_stratified_holdout_keeps_class_proportions():
         np.bincount(labels[held]) / held.sum(), np.bincount(labels) / len(labels), atol=1e-4
     )
     assert np.array_equal(held, stratified_holdout(labels, 0.2, seed=0))
+
+
+@pytest.mark.parametrize(
+    ("counts", "fraction", "held"),
+    [
+        # remainders 0, .5, .5: one row left to place, the tie goes to class 1
+        ([4, 6, 10], 0.25, [1, 2, 2]),
+        # thirteen classes tie at .5 for seven rows: classes 1, 2, 5, 6, 7, 8 and 10 get them
+        (
+            [4, 3, 3, 2, 2, 1, 1, 1, 1, 4, 3, 4, 3, 3, 4, 3, 3, 3, 3, 4],
+            0.5,
+            [2, 2, 2, 1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 2, 1, 1, 1, 1, 2],
+        ),
+    ],
+)
+def test_rounding_goes_to_the_largest_remainders_ties_to_the_lower_code(counts, fraction, held):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    mask = stratified_holdout(labels, fraction, seed=0)
+    assert np.bincount(labels[mask], minlength=len(counts)).tolist() == held
 
 
 def test_balanced_class_weights_reproduce_the_original_numbers():
@@ -143,10 +181,12 @@ def test_datamodule_class_weights_come_from_the_training_split(dataset, tmp_path
 def test_a_changed_dataset_gets_a_new_split_with_a_warning(tmp_path, caplog):
     root = make_dataset(tmp_path / "ds", train=40, val=8)
     first = prepared(root, tmp_path / "cache")
+    assert "drawing a new split" not in caplog.text  # a first split is no change
     write_image(root / "train_set" / "images" / "extra.jpg", np.random.default_rng(3))
     write_annotations(root / "train_set" / "annotations", "extra", 2, 0.1, 0.1, as_string=True)
     again = prepared(root, tmp_path / "cache")
-    assert "drawing a new split" in caplog.text
+    path = next((tmp_path / "cache").glob("split-holdout-*.json"))
+    assert f"the dataset changed since {path} was written: drawing a new split" in caplog.messages
     assert sum(again.split_sizes.values()) == sum(first.split_sizes.values()) + 1
 
 

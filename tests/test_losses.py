@@ -72,6 +72,50 @@ def test_unknown_regression_is_a_config_error():
         MultiTaskLoss({"expression": 1.0}, num_classes=8, regression="huber2")
 
 
+def test_config_errors_say_what_was_wrong_and_what_is_allowed():
+    with pytest.raises(ConfigError) as negative:
+        MultiTaskLoss({"expression": -0.1}, num_classes=8)
+    assert str(negative.value) == (
+        "loss.weights must hold non-negative expression/valence/arousal weights, got "
+        "{'expression': -0.1}"
+    )
+    with pytest.raises(ConfigError) as typo:
+        MultiTaskLoss({"expression": 1.0, "valance": 0.5}, num_classes=8)
+    assert str(typo.value).startswith("loss.weights must hold non-negative")
+    with pytest.raises(ConfigError) as zero:
+        MultiTaskLoss({"expression": 0.0}, num_classes=8)
+    assert str(zero.value) == "loss.weights are all zero: at least one task must have a weight > 0"
+    with pytest.raises(ConfigError) as unknown:
+        MultiTaskLoss({"expression": 1.0}, num_classes=8, regression="huber2")
+    assert str(unknown.value) == (
+        "unknown loss.regression 'huber2': choose one of mse, l1, smooth_l1, ccc"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [("mse", F.mse_loss), ("l1", F.l1_loss), ("smooth_l1", F.smooth_l1_loss), ("ccc", ccc_loss)],
+)
+def test_each_regression_is_the_named_loss_and_missing_tasks_weigh_zero(name, reference):
+    logits, va_pred, expression, va_target = _batch()
+    parts = MultiTaskLoss({"valence": 1.0}, num_classes=8, regression=name)(
+        logits, va_pred, expression, va_target
+    )
+    for column, task in enumerate(("valence", "arousal")):
+        expected = reference(va_pred[:, column], va_target[:, column]).item()
+        assert parts[task].item() == pytest.approx(expected, rel=1e-6)
+    assert parts["loss"].item() == pytest.approx(parts["valence"].item(), rel=1e-6)
+
+
+def test_class_weighted_false_ignores_the_class_weights():
+    logits, va_pred, expression, va_target = _batch()
+    loss = MultiTaskLoss({"expression": 1.0}, num_classes=8, class_weighted=False)
+    loss.set_class_weights(torch.linspace(0.5, 4.0, 8))
+    parts = loss(logits, va_pred, expression, va_target)
+    expected = F.cross_entropy(logits, expression).item()
+    assert parts["expression"].item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_ccc_loss_matches_the_formula():
     rng = np.random.default_rng(1)
     y = rng.uniform(-1, 1, 200)
