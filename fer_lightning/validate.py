@@ -205,6 +205,17 @@ def check_outputs(cfg: DictConfig) -> None:
         _check_annotated_dir(_resolved(cfg.annotated_dir), inputs[0])
 
 
+def check_eval_output(cfg: DictConfig) -> None:
+    """eval writes its own results/: not into the run directory of the checkpoint it tests, whose
+    results/ (the training run's test) it would replace."""
+    trained_in = _resolved(cfg.ckpt_path).parent.parent  # <run dir>/checkpoints/<file>
+    if _resolved(cfg.paths.output_dir) == trained_in and (trained_in / "checkpoints").is_dir():
+        raise ConfigError(
+            f"hydra.run.dir={trained_in} is the run directory of the checkpoint: eval would "
+            "replace that run's results/; leave hydra.run.dir out, or choose another directory"
+        )
+
+
 def _refuse_replacing(cfg: DictConfig, key: str, path: Path) -> None:
     own_dir = _resolved(cfg.paths.output_dir)
     if path.exists() and own_dir not in path.parents and not cfg.get("overwrite"):
@@ -231,7 +242,13 @@ def _resolved(path: str | os.PathLike) -> Path:
 
 CHECKS: dict[str, tuple[Callable[[DictConfig], None], ...]] = {
     "train": (check_seed, check_optimizer, check_data, check_trainer, check_monitor),
-    "eval": (_check_required("ckpt_path"), check_seed, check_data, check_trainer),
+    "eval": (
+        _check_required("ckpt_path"),
+        check_seed,
+        check_data,
+        check_trainer,
+        check_eval_output,
+    ),
     "predict": (
         _check_required("ckpt_path", "input"),
         check_predict_values,

@@ -67,6 +67,16 @@ def test_eval_checks_the_data_it_was_given(compose_config):
     validate(compose_config("eval", ["ckpt_path=a.ckpt"]), "eval")
 
 
+def test_eval_never_writes_into_the_run_directory_of_its_checkpoint(compose_config, tmp_path):
+    run = tmp_path / "trained"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
+    with pytest.raises(ConfigError, match="is the run directory of the checkpoint") as error:
+        validate(compose_config("eval", [ckpt, f"paths.output_dir={run}"]), "eval")
+    assert "\n" not in str(error.value)
+    validate(compose_config("eval", [ckpt, f"paths.output_dir={tmp_path / 'eval'}"]), "eval")
+
+
 def test_outputs_never_replace_inputs_or_the_checkpoint(compose_config, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
