@@ -125,3 +125,30 @@ def test_a_copied_run_directory_resumes_and_tests_its_own_checkpoints(
     (row,) = csv.DictReader((tmp_path / "run" / "results" / "experiment.csv").open())
     assert Path(row["checkpoint"]).parent == tmp_path / "run" / "checkpoints"
     assert Path(row["checkpoint"]).is_file()
+
+
+def test_a_full_disk_while_saving_keeps_the_last_good_checkpoint_and_is_one_line(
+    tmp_path, monkeypatch
+):
+    import errno
+
+    from fer_lightning.cli import outside_error
+    from fer_lightning.runs.checkpoints import AtomicCheckpointIO
+
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, path)
+    good = path.read_bytes()
+
+    def full_disk(obj, file):
+        file.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device", str(file.name))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError) as error:
+        io.save_checkpoint({"step": 2}, path)
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    message = outside_error(error.value)
+    assert message.startswith("cannot write ") and "free space or write elsewhere" in message
+    assert "\n" not in message
