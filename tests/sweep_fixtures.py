@@ -10,7 +10,7 @@ import functools
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -49,19 +49,19 @@ def tiny_sweep(tiny_dataset: Path) -> Callable[..., subprocess.CompletedProcess]
     return functools.partial(run_sweep, tiny_dataset)
 
 
+def finished_sweep(dataset: Path, sweep_dir: Path, overrides: Sequence[str]) -> Path:
+    result = run_sweep(dataset, sweep_dir, *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sweep_dir
+
+
 @pytest.fixture(scope="session")
 def loss_sweep(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sweep directory of a finished 2x2 loss-ratio sweep (4 jobs)."""
-    sweep_dir = tmp_path_factory.mktemp("loss_sweep")
-    result = run_sweep(tiny_dataset, sweep_dir, *LOSS_RATIOS)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return sweep_dir
+    return finished_sweep(tiny_dataset, tmp_path_factory.mktemp("loss_sweep"), LOSS_RATIOS)
 
 
 @pytest.fixture(scope="session")
 def seed_sweep(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sweep directory of a finished sweep of 3 seeds x 2 valence weights (6 jobs)."""
-    sweep_dir = tmp_path_factory.mktemp("seed_sweep")
-    result = run_sweep(tiny_dataset, sweep_dir, *SEEDS_BY_SETTING)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return sweep_dir
+    return finished_sweep(tiny_dataset, tmp_path_factory.mktemp("seed_sweep"), SEEDS_BY_SETTING)
