@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, InstantiationException, OverrideParseException
 from hydra.types import RunMode
@@ -112,11 +113,20 @@ def unknown_choice(overrides: list[str]) -> str | None:
                 if choice not in accepted:
                     return unknown_model(choice)
         elif folder.is_dir():
-            options = sorted(p.stem for p in folder.glob("*.yaml"))
+            options = group_options(group)
             for choice in value.split(","):
                 if choice not in {*options, "null"}:
                     return f"unknown {group} '{choice}': choose {', '.join(options)}"
     return None
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: its conf/ files and the nodes the project stores from code
+    (`register_experiment_configs`, for instance)."""
+    options = {path.stem for path in (CONFIG_DIR / group).glob("*.yaml")}
+    if group in ConfigStore.instance().repo:
+        options |= {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+    return sorted(options)
 
 
 def fail(message: str) -> NoReturn:
@@ -252,8 +262,10 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
 
         register_resolvers()
         from fer_lightning.models import register_model_configs
+        from fer_lightning.presets import register_experiment_configs
 
         register_model_configs()
+        register_experiment_configs()
         app = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(
             guarded
         )

@@ -20,6 +20,7 @@ from fer_lightning.cli import register_resolvers
 from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.models import register_model_configs
 from fer_lightning.paths import CONFIG_DIR
+from fer_lightning.presets import register_experiment_configs
 
 # The metric names of results/metrics.json (docs/run-directory.md), written out: the contract the
 # code is checked against, not a copy of the code's own list.
@@ -81,6 +82,7 @@ def compose_in(directory: Path, name: str = "train", overrides: Sequence[str] = 
     """Composes a config of conf/ as the apps do, writing into `directory`/run."""
     register_resolvers()
     register_model_configs()
+    register_experiment_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(
             config_name=name,

@@ -142,3 +142,14 @@ def test_a_command_line_mistake_is_one_line_and_exit_status_2(tmp_path, command,
     assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
     assert result.stderr.startswith(message)
     assert not (tmp_path / "r" / "results").exists()
+
+
+def test_experiment_presets_stored_from_code_are_options_of_their_group():
+    from fer_lightning.cli import unknown_choice
+    from fer_lightning.presets import PAPER_ROWS, register_experiment_configs
+
+    register_experiment_configs()
+    assert unknown_choice([f"experiment={name}" for name in PAPER_ROWS]) is None
+    problem = unknown_choice(["experiment=paper_resnet"])
+    assert problem.startswith("unknown experiment 'paper_resnet': choose ")
+    assert "paper_tnet" in problem and "quickstart" in problem

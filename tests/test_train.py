@@ -17,12 +17,13 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from fer_lightning.eval import evaluate
 from fer_lightning.paths import CONFIG_DIR
+from fer_lightning.presets import PAPER_ROWS
 from fer_lightning.train import train
 from tests.conftest import annotation, tiny_overrides
 from tests.test_eval import assert_matches_the_network
 
 REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted({*(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")), *PAPER_ROWS})
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
