@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -135,6 +136,12 @@ def crafted_checkpoint(run: Path, directory: Path, node: str) -> tuple[Path, Pat
     path = directory / f"crafted-{node}.ckpt"
     torch.save(checkpoint, path)
     return path, victim
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a test's subprocess, read when it starts: mutation testing switches
+    mutants through an environment variable set after the tests were imported."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
 
 
 def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@ local Hugging Face cache only, and a trained timm run evaluates, predicts and ex
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +23,10 @@ from fer_lightning.module import trained_net
 from fer_lightning.predict import predict
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.train import train
-from tests.conftest import compose_in, tiny_overrides
+from tests.conftest import compose_in, subprocess_env, tiny_overrides
 
 # The smallest real member of each family (a second or two each to build and step on the CPU).
 FAMILIES = ["resnet10t", "efficientnet_b0", "mobilenetv3_small_050", "convnext_atto"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
 
 
 def fast_dev_run(root: Path, out: Path, name: str, *extra: str) -> None:
@@ -57,7 +55,7 @@ def test_an_input_size_the_architecture_refuses_is_one_line():
 def cli(*overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fer_lightning.train", *overrides],
-        env=ENV,
+        env=subprocess_env(HYDRA_FULL_ERROR="0"),
         capture_output=True,
         text=True,
         timeout=120,

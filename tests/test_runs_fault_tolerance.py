@@ -23,11 +23,10 @@ import pytest
 import torch
 
 from fer_lightning.runs.fault_tolerance import FaultTolerance, exit_status
-from tests.conftest import tiny_overrides
+from tests.conftest import subprocess_env, tiny_overrides
 
 EVERY = 2  # checkpoint.every_n_steps
 BATCHES = 12  # per epoch: 192 training samples in batches of 16
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
 
 
 def command(root: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -49,7 +48,13 @@ def command(root: Path, run_dir: Path, *extra: str) -> list[str]:
 
 
 def run(args: list[str]) -> str:
-    result = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        args,
+        env=subprocess_env(PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -57,7 +62,12 @@ def run(args: list[str]) -> str:
 def interrupt(args: list[str], step: int, signum: int, delay: float = 0.0) -> tuple[int, str]:
     """Starts the command and sends `signum` `delay` seconds after it reports `last.ckpt` saved at
     `step` or later."""
-    process = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        args,
+        env=subprocess_env(PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert process.stdout is not None
     seen = []
     for line in iter(process.stdout.readline, b""):
