@@ -9,7 +9,10 @@ from dataclasses import dataclass
 import cv2
 import matplotlib.cbook
 import numpy as np
+import pytest
 import skimage.data
+
+from fer_lightning.inference.mtcnn_nets import installed_weights
 
 # (x, y, w, h), brows to chin, checked by eye on the photographs drawn with their box.
 ASTRONAUT_FACE = (177, 64, 96, 100)
@@ -18,6 +21,11 @@ GRACE_HOPPER_FACE = (178, 120, 175, 205)
 FACE_FREE = (
     *("coffee", "rocket", "coins", "brick", "grass", "gravel", "page", "text", "hubble_deep_field"),
     *("immunohistochemistry", "retina", "moon", "colorwheel", "cell", "clock", "logo"),
+)
+
+needs_weights = pytest.mark.skipif(
+    installed_weights() is None,
+    reason="MTCNN's weights: pip install --no-deps facenet-pytorch==2.6.0 (make install does)",
 )
 
 

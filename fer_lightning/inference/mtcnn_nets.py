@@ -12,6 +12,7 @@ docs/face-detection.md compares this detector with the others considered.
 from __future__ import annotations
 
 import importlib.metadata
+import pickle
 from pathlib import Path
 
 import torch
@@ -117,7 +118,14 @@ def load_nets(weights: str | Path | None) -> tuple[PNet, RNet, ONet]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state)
-        except (OSError, RuntimeError, KeyError, TypeError) as error:
+        except (
+            OSError,
+            EOFError,
+            RuntimeError,
+            KeyError,
+            TypeError,
+            pickle.UnpicklingError,
+        ) as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ConfigError(
                 f"cannot load MTCNN weights {path} ({first}): detector.weights must be a folder "
