@@ -30,9 +30,7 @@ from tests.conftest import (
     run_module,
 )
 from tests.data_fixtures import jpeg_header_bomb, within
-
-# Eileen Collins' face in skimage's 512x512 astronaut photograph, checked by eye (x, y, w, h).
-ASTRONAUT_FACE = (177, 64, 96, 100)
+from tests.face_scenes import ASTRONAUT_FACE, iou, needs_weights
 
 
 def save_checkpoint(path: Path, name: str = "tnet", image_size: int = 48) -> Path:
@@ -83,14 +81,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / (aw * ah + bw * bh - w * h)
-
-
+@needs_weights  # the cascade also finds a "face" on the suit
 def test_finds_the_astronauts_face_and_writes_one_row(
     compose_config, checkpoint, astronaut_jpg, tmp_path
 ):
