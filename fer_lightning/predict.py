@@ -22,7 +22,7 @@ def predict(cfg: DictConfig) -> Summary:
     """Predicts every face in `cfg.input` and writes `cfg.output`; returns what it did."""
     files = input_files(cfg.input, exclude=(cfg.output, cfg.annotated_dir))
     predictor = Predictor.from_checkpoint(cfg.ckpt_path, cfg.batch_size, cfg.device)
-    detector = build_detector(cfg.detector) if cfg.detect_faces else None
+    detector = build_detector(cfg.detector, str(predictor.device)) if cfg.detect_faces else None
     annotator = (
         Annotator(cfg.annotated_dir, cfg.input, EXPRESSION_NAMES[: predictor.num_classes])
         if cfg.annotate

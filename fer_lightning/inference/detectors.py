@@ -30,8 +30,9 @@ class Detector(Protocol):
     def detect(self, bgr: np.ndarray) -> list[Box]: ...
 
 
-def build_detector(settings: Mapping[str, Any]) -> Detector:
-    """The detector `settings` (the `detector` node) names, with the settings that apply to it."""
+def build_detector(settings: Mapping[str, Any], device: str = "cpu") -> Detector:
+    """The detector `settings` (the `detector` node) names, with the settings that apply to it;
+    MTCNN's networks run on `device` (predict's, so on a GPU when the network is)."""
     settings = dict(settings)
     name = settings.pop("name", "auto")
     if name not in DETECTORS:
@@ -45,4 +46,5 @@ def build_detector(settings: Mapping[str, Any]) -> Detector:
     common = {k: settings[k] for k in ("min_size", "max_side") if k in settings}
     if name == "haar":
         return HaarDetector(**common, **{k: settings[k] for k in HAAR_KEYS if k in settings})
-    return MtcnnDetector(**common, **{k: settings[k] for k in MTCNN_KEYS if k in settings})
+    mtcnn = {k: settings[k] for k in MTCNN_KEYS if k in settings}
+    return MtcnnDetector(**common, **mtcnn, device=device)

@@ -37,6 +37,7 @@ class MtcnnDetector:
         min_size: int = 20,
         max_side: int = 1280,
         thresholds: Sequence[float] = (0.6, 0.7, 0.9),
+        device: str = "cpu",
     ) -> None:
         if min_size < 8:
             raise ConfigError(f"detector.min_size must be 8 pixels or more, got {min_size}")
@@ -44,7 +45,8 @@ class MtcnnDetector:
             raise ConfigError(
                 f"detector.thresholds must be three scores between 0 and 1, got {list(thresholds)}"
             )
-        self.pnet, self.rnet, self.onet = load_nets(weights)
+        self.device = torch.device(device)
+        self.pnet, self.rnet, self.onet = (net.to(self.device) for net in load_nets(weights))
         self.min_size = min_size
         self.max_side = max_side
         self.thresholds = tuple(float(t) for t in thresholds)
@@ -74,14 +76,14 @@ class MtcnnDetector:
             size = (math.ceil(width * scale), math.ceil(height * scale))
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             level = cv2.resize(rgb, size, interpolation=interpolation)
-            offsets, probs = self.pnet(_tensor(level[None]))
-            score = probs[0, 1].numpy()
+            offsets, probs = self._run(self.pnet, level[None])
+            score = probs[0, 1]
             rows, cols = np.nonzero(score >= self.thresholds[0])
             if len(rows):
                 cells = np.stack([cols, rows], axis=1).astype(np.float32)
                 first = np.floor((STRIDE * cells + 1) / scale)
                 last = np.floor((STRIDE * cells + CELL) / scale)
-                reg = offsets[0].numpy()[:, rows, cols].T
+                reg = offsets[0][:, rows, cols].T
                 level_boxes = np.hstack([first, last, score[rows, cols, None], reg])
                 found.append(level_boxes[nms(level_boxes, 0.5)])
             scale *= PYRAMID_FACTOR
@@ -92,19 +94,19 @@ class MtcnnDetector:
         return squared(regressed(boxes[:, :5], boxes[:, 5:9], plus_one=False))
 
     def _refine(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        offsets, probs = self.rnet(_tensor(_crops(rgb, boxes, 24)))
-        keep = probs[:, 1].numpy() > self.thresholds[1]
-        boxes = np.hstack([boxes[keep, :4], probs[keep, 1:2].numpy()])
-        offsets = offsets[keep].numpy()
+        offsets, probs = self._run(self.rnet, _crops(rgb, boxes, 24))
+        keep = probs[:, 1] > self.thresholds[1]
+        boxes = np.hstack([boxes[keep, :4], probs[keep, 1:2]])
+        offsets = offsets[keep]
         pick = nms(boxes, 0.7)
         return squared(regressed(boxes[pick], offsets[pick]))
 
     def _output(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Final boxes [N, 5] and their five landmarks [N, 5, 2] in `rgb`'s pixels."""
-        offsets, marks, probs = self.onet(_tensor(_crops(rgb, boxes, 48)))
-        keep = probs[:, 1].numpy() > self.thresholds[2]
-        boxes = np.hstack([boxes[keep, :4], probs[keep, 1:2].numpy()])
-        marks, offsets = marks[keep].numpy(), offsets[keep].numpy()
+        offsets, marks, probs = self._run(self.onet, _crops(rgb, boxes, 48))
+        keep = probs[:, 1] > self.thresholds[2]
+        boxes = np.hstack([boxes[keep, :4], probs[keep, 1:2]])
+        marks, offsets = marks[keep], offsets[keep]
         side = boxes[:, 2:4] - boxes[:, 0:2] + 1
         points = np.stack(
             [
@@ -116,6 +118,10 @@ class MtcnnDetector:
         boxes = regressed(boxes, offsets)
         pick = nms(boxes, 0.7, over_smaller=True)
         return boxes[pick], points[pick]
+
+    def _run(self, net: torch.nn.Module, images: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The network's outputs for uint8 RGB images [N, H, W, 3], on the detector's device."""
+        return tuple(out.cpu().numpy() for out in net(_tensor(images).to(self.device)))
 
 
 def _tensor(images: np.ndarray) -> torch.Tensor:
