@@ -164,6 +164,7 @@ def test_each_row_is_the_network_on_its_crop(compose_config, checkpoint, astrona
         minSize=(cfg.detector.min_size, cfg.detector.min_size),
     )
     assert len(boxes) == 2
+    assert [row["track"] for row in rows] == ["0", "1"]  # in a photo each face is its own track
     assert [(b.x, b.y, b.w, b.h) for b in boxes] == sorted(tuple(map(int, f)) for f in found)
     image = cv2.imread(str(pair))
     crops = [crop_face(image, box, 48, margin=cfg.margin) for box in boxes]
