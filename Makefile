@@ -13,6 +13,8 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install --quiet -e ".[test,lint]"
+	# MTCNN's weights for predict (docs/face-detection.md): its pins would replace torch.
+	$(BIN)/pip install --quiet --no-deps "facenet-pytorch==2.6.0"
 	touch $@
 
 install: $(VENV)/.installed

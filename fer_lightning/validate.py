@@ -178,6 +178,9 @@ def check_device(cfg: DictConfig) -> None:
 def check_predict_values(cfg: DictConfig) -> None:
     _positive_int(cfg, "batch_size", "64")
     _positive_int(cfg, "video_stride", "1")
+    _positive_int(cfg, "detector.min_size", "20")
+    _positive_int(cfg, "detector.max_side", "1280")
+    _positive_int(cfg, "tracking.smooth_window", "5")
 
 
 def check_outputs(cfg: DictConfig) -> None:

@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 GPU_BENCH = "bench/bench_gpu.py images=64 image_size=32 steps=3 models=[tnet] accelerator=cpu"
 LOADER_BENCH = "bench/bench_loader.py images=64 rounds=1 baseline_images=32 batch_size=16"
+DETECTOR_BENCH = "bench/bench_detectors.py images=4 detectors=[haar-30] side=256"
 
 
 def run_bench(command: str, cache: Path) -> str:
@@ -45,6 +46,13 @@ def test_the_gpu_bench_reports_images_per_second_on_a_tiny_cpu_run(tmp_path):
 def test_the_gpu_bench_times_a_timm_model(tmp_path):
     stdout = run_bench(GPU_BENCH.replace("models=[tnet]", "models=[timm:test_resnet]"), tmp_path)
     assert re.search(r"^timm:test_resnet\s.*? ([0-9.]+) images/s", stdout, re.MULTILINE), stdout
+
+
+def test_the_detector_bench_reports_images_per_second_and_faces_found(tmp_path):
+    stdout = run_bench(DETECTOR_BENCH, tmp_path)
+    row = re.search(r"^haar-30\s+([0-9.]+)\s+([0-9.]+) / ([0-9.]+)$", stdout, re.MULTILINE)
+    assert row, stdout
+    assert float(row.group(1)) > 0
 
 
 def test_a_bench_mistake_is_one_line_and_exit_status_2(tmp_path):

@@ -187,3 +187,6 @@ def test_eval_and_predict_defaults(compose_config):
     assert (cfg.split, cfg.tta) == ("test", None)
     cfg = compose_config("predict", ["ckpt_path=x.ckpt", "input=x.jpg"])
     assert cfg.detect_faces is True  # "detect_faces=false takes each image as one face"
+    # docs/face-detection.md: MTCNN (Haar without its weights), unaligned crops as AffectNet's.
+    assert (cfg.detector.name, cfg.detector.min_size, cfg.align) == ("auto", 20, False)
+    assert cfg.tracking.smooth_window == 5

@@ -30,9 +30,7 @@ from tests.conftest import (
     run_module,
 )
 from tests.data_fixtures import jpeg_header_bomb, within
-
-# Eileen Collins' face in skimage's 512x512 astronaut photograph, checked by eye (x, y, w, h).
-ASTRONAUT_FACE = (177, 64, 96, 100)
+from tests.face_scenes import ASTRONAUT_FACE, iou, needs_weights
 
 
 def save_checkpoint(path: Path, name: str = "tnet", image_size: int = 48) -> Path:
@@ -83,14 +81,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / (aw * ah + bw * bh - w * h)
-
-
+@needs_weights  # the cascade also finds a "face" on the suit
 def test_finds_the_astronauts_face_and_writes_one_row(
     compose_config, checkpoint, astronaut_jpg, tmp_path
 ):
@@ -103,9 +94,13 @@ def test_finds_the_astronauts_face_and_writes_one_row(
     assert len(rows) == 1
     row = rows[0]
     header = Path(cfg.output).read_text().splitlines()[0]
-    assert header == "source,frame,x,y,w,h,expression,valence,arousal," + ",".join(
-        f"prob_{k}" for k in range(8)
+    assert (
+        header
+        == "source,frame,x,y,w,h,expression,valence,arousal,"
+        + ",".join(f"prob_{k}" for k in range(8))
+        + ",track"
     )
+    assert row["track"] == "0"
     assert row["source"] == str(astronaut_jpg)
     assert row["frame"] == "0"
     probs = [float(row[f"prob_{k}"]) for k in range(8)]
@@ -156,7 +151,8 @@ def test_each_row_is_the_network_on_its_crop(compose_config, checkpoint, astrona
     # each row the network on the crop around its box, with the configured margin.
     pair = tmp_path / "pair.png"
     cv2.imwrite(str(pair), np.hstack([cv2.imread(str(astronaut_jpg))] * 2))
-    cfg = compose_config("predict", [f"ckpt_path={checkpoint}", f"input={pair}"])
+    haar = ["detector.name=haar", "detector.min_size=30"]  # the cascade's window and more
+    cfg = compose_config("predict", [f"ckpt_path={checkpoint}", f"input={pair}", *haar])
     predict(cfg)
     rows = read_rows(Path(cfg.output))
     boxes = [Box(*(int(row[k]) for k in "xywh")) for row in rows]
@@ -168,6 +164,7 @@ def test_each_row_is_the_network_on_its_crop(compose_config, checkpoint, astrona
         minSize=(cfg.detector.min_size, cfg.detector.min_size),
     )
     assert len(boxes) == 2
+    assert [row["track"] for row in rows] == ["0", "1"]  # in a photo each face is its own track
     assert [(b.x, b.y, b.w, b.h) for b in boxes] == sorted(tuple(map(int, f)) for f in found)
     image = cv2.imread(str(pair))
     crops = [crop_face(image, box, 48, margin=cfg.margin) for box in boxes]
@@ -251,8 +248,11 @@ def test_a_video_gives_rows_with_frame_numbers(compose_config, checkpoint, astro
     assert [int(r["frame"]) for r in rows] == [0, 3, 6, 9]
     assert {r["source"] for r in rows} == {str(video)}
     assert summary.files == 1
+    assert {r["track"] for r in rows} == {"0"}
     annotated = cv2.VideoCapture(str(Path(cfg.annotated_dir) / "clip.avi"))
-    assert annotated.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    # The source's rate, each of the 4 annotated frames held for the 3 it stands for.
+    assert annotated.get(cv2.CAP_PROP_FPS) == pytest.approx(10)
+    assert annotated.get(cv2.CAP_PROP_FRAME_COUNT) == 12
     annotated.release()
 
 

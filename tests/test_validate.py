@@ -117,3 +117,13 @@ def test_an_existing_file_elsewhere_is_replaced_only_when_asked(compose_config, 
     own_model.parent.mkdir(parents=True)
     own_model.write_bytes(b"an earlier export of the same run")
     validate(own, "export")  # the same experiment's own file, in its own run directory
+
+
+@pytest.mark.parametrize(
+    "override", ["detector.min_size=0", "detector.max_side=0", "tracking.smooth_window=0"]
+)
+def test_predict_sizes_and_windows_below_one_are_one_line(compose_config, tmp_path, override):
+    cfg = compose_config("predict", ["ckpt_path=a.ckpt", f"input={tmp_path}", override])
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{key} must be a whole number >= 1, got 0"):
+        validate(cfg, "predict")

@@ -2,7 +2,11 @@
 
 Images keep their name and relative path under the output folder (two `face.jpg` in different
 subfolders do not overwrite each other); a video becomes `<name>.avi` with Motion-JPEG, the codec
-every OpenCV build can write, at the rate its frames were sampled.
+every OpenCV build can write, at the source's frame rate (with `video_stride=k` each annotated
+frame is written k times, so the copy also lasts as long as the source). Boxes and label bands are
+coloured by expression with the Okabe-Ito palette, whose colours stay distinct with the common
+kinds of colour blindness, and every label is moved (and if need be shrunk) to stay inside the
+picture.
 """
 
 from __future__ import annotations
@@ -16,26 +20,62 @@ import numpy as np
 from fer_lightning.inference.predictor import Face
 from fer_lightning.inference.sources import ANNOTATED_MARKER, Frame
 
-GREEN = (0, 200, 0)
+# Okabe & Ito (2008) in BGR, one per expression code (neutral grey, then the palette's colours).
+PALETTE = (
+    (153, 153, 153),  # grey
+    (0, 159, 230),  # orange
+    (233, 180, 86),  # sky blue
+    (115, 158, 0),  # bluish green
+    (66, 228, 240),  # yellow
+    (178, 114, 0),  # blue
+    (0, 94, 213),  # vermillion
+    (167, 121, 204),  # reddish purple
+)
 BLACK = (0, 0, 0)
 WHITE = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+def colour(code: int) -> tuple[int, int, int]:
+    return PALETTE[code % len(PALETTE)]
+
+
+def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on light colours, white on dark ones (luma of the BGR colour)."""
+    b, g, r = background
+    return BLACK if 0.299 * r + 0.587 * g + 0.114 * b > 128 else WHITE
+
+
+def label_origin(
+    box_xy: tuple[int, int], text: tuple[int, int], image: tuple[int, int]
+) -> tuple[int, int]:
+    """The top-left corner of a label band of size `text` (w, h): above the box, or inside its
+    top when there is no room above, moved left or down to stay within `image` (w, h)."""
+    (x, y), (w, h), (width, height) = box_xy, text, image
+    top = y - h if y - h >= 0 else y
+    return max(0, min(x, width - w)), max(0, min(top, height - h))
+
+
 def draw_faces(image: np.ndarray, faces: Sequence[Face], class_names: Sequence[str]) -> np.ndarray:
     """A copy of a BGR image with a box and `Name v=+0.12 a=-0.34` over each face."""
     out = image.copy()
-    scale = max(0.4, min(out.shape[:2]) / 800)
-    thickness = max(1, round(2 * scale))
+    height, width = out.shape[:2]
+    base = max(0.4, min(height, width) / 800)
+    thickness = max(1, round(2 * base))
     for face in faces:
-        b = face.box
-        cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), GREEN, thickness)
+        b, col = face.box, colour(face.expression)
+        cv2.rectangle(out, (b.x, b.y), (b.x + b.w - 1, b.y + b.h - 1), col, thickness)
         label = f"{class_names[face.expression]} v={face.valence:+.2f} a={face.arousal:+.2f}"
+        scale = base
         (text_w, text_h), baseline = cv2.getTextSize(label, FONT, scale, thickness)
-        # Light text on a dark band stays legible over any background.
-        bottom = max(text_h + baseline, b.y)
-        cv2.rectangle(out, (b.x, bottom - text_h - baseline), (b.x + text_w, bottom), BLACK, -1)
-        cv2.putText(out, label, (b.x, bottom - baseline), FONT, scale, WHITE, thickness)
+        if text_w > width:  # a small picture: the label shrinks to fit its width
+            scale *= width / text_w
+            (text_w, text_h), baseline = cv2.getTextSize(label, FONT, scale, thickness)
+        band = (text_w, text_h + baseline)
+        left, top = label_origin((b.x, b.y), band, (width, height))
+        cv2.rectangle(out, (left, top), (left + band[0] - 1, top + band[1] - 1), col, -1)
+        origin = (left, top + text_h)
+        cv2.putText(out, label, origin, FONT, scale, _text_colour(col), thickness, cv2.LINE_AA)
     return out
 
 
@@ -68,7 +108,8 @@ class Annotator:
             fourcc = cv2.VideoWriter_fourcc(*"MJPG")
             writer = cv2.VideoWriter(str(target.with_suffix(".avi")), fourcc, frame.fps, size)
             self._video = (frame.source, writer)
-        self._video[1].write(image)
+        for _ in range(frame.stride):
+            self._video[1].write(image)
 
     def close(self) -> None:
         """Finishes the open video file, if any."""

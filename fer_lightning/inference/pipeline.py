@@ -1,8 +1,10 @@
 """predict from end to end: files -> frames -> faces -> one CSV row per face, with a summary.
 
-Rows are written as frames are answered, so a long video's results reach the disk as they come and
-memory stays flat. Problem files are counted rather than raised, and logged at the end as one line
-per kind with the count and an example, never one line per file.
+Faces are followed from frame to frame and their answers smoothed (fer_lightning/inference/
+tracks.py) before they are written. Rows are written as frames are answered, so a long video's
+results reach the disk as they come and memory stays flat. Problem files are counted rather than
+raised, and logged at the end as one line per kind with the count and an example, never one line
+per file.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_lightning.inference.annotate import Annotator
-from fer_lightning.inference.faces import FaceDetector
+from fer_lightning.inference.detectors import Detector
 from fer_lightning.inference.predictor import Face, Predictor, predict_frames
 from fer_lightning.inference.sources import SKIP_KINDS, Frame, Skipped, read_frames
+from fer_lightning.inference.tracks import Tracker
 
 log = logging.getLogger("fer_lightning.predict")
 
@@ -39,6 +42,11 @@ class Summary:
     def faces_per_second(self) -> float:
         return self.faces / self.seconds if self.seconds else 0.0
 
+    @property
+    def frames_per_second(self) -> float:
+        """Images (photos and sampled video frames) per second, reading and detecting included."""
+        return self.frames / self.seconds if self.seconds else 0.0
+
     def line(self) -> str:
         skipped = sum(map(len, self.skipped.values()))
         return (
@@ -55,27 +63,29 @@ class Summary:
 
 
 def csv_header(num_classes: int) -> list[str]:
-    """The predict columns of docs/commands.md; `prob_k` is the probability of expression code k."""
+    """The predict columns of docs/commands.md; `prob_k` is the probability of expression code k.
+    `track` came last, so that the columns before it kept their places."""
     fixed = ["source", "frame", "x", "y", "w", "h", "expression", "valence", "arousal"]
-    return fixed + [f"prob_{k}" for k in range(num_classes)]
+    return [*fixed, *(f"prob_{k}" for k in range(num_classes)), "track"]
 
 
 def csv_row(frame: Frame, face: Face) -> list[object]:
     b = face.box
     values = [face.valence, face.arousal, *face.probs.tolist()]
-    return [frame.source, frame.index, b.x, b.y, b.w, b.h, face.expression] + [
-        f"{v:.7g}" for v in values
-    ]
+    answers = [f"{v:.7g}" for v in values]
+    return [frame.source, frame.index, b.x, b.y, b.w, b.h, face.expression, *answers, face.track]
 
 
 def run_prediction(
     files: Sequence[Path | Skipped],
     predictor: Predictor,
-    detector: FaceDetector | None,
+    detector: Detector | None,
     output: str | Path,
     margin: float,
     video_stride: int = 1,
     annotator: Annotator | None = None,
+    tracker: Tracker | None = None,
+    align: bool = False,
 ) -> Summary:
     """Predicts every face in `files` and writes them to the CSV `output`."""
     start = time.perf_counter()
@@ -83,7 +93,8 @@ def run_prediction(
     summary.output.parent.mkdir(parents=True, exist_ok=True)
     last_source = None
     frames = read_frames(files, video_stride)
-    answered = predict_frames(frames, predictor, detector, margin, keep_images=bool(annotator))
+    tracker = tracker or Tracker()
+    answered = predict_frames(frames, predictor, detector, margin, bool(annotator), align)
     try:
         with summary.output.open("w", newline="") as handle:
             writer = csv.writer(handle)
@@ -94,6 +105,7 @@ def run_prediction(
                     summary.skipped.setdefault(item.reason, []).append(item.source)
                     continue
                 frame, faces = item
+                faces = tracker.update(frame, faces)
                 _count(summary, frame, faces, new_file=frame.source != last_source)
                 last_source = frame.source
                 writer.writerows(csv_row(frame, face) for face in faces)

@@ -17,7 +17,8 @@ from torch import nn
 
 from fer_lightning.data.transforms import normalize
 from fer_lightning.errors import ConfigError
-from fer_lightning.inference.faces import Box, FaceDetector, crop_face, whole_image_box
+from fer_lightning.inference.detectors import Detector
+from fer_lightning.inference.faces import Box, crop_face, whole_image_box
 from fer_lightning.inference.sources import Frame, Skipped
 from fer_lightning.module import trained_net
 from fer_lightning.runs.checkpoints import load_checkpoint
@@ -32,6 +33,7 @@ class Face:
     probs: np.ndarray  # softmax over the expression codes
     valence: float
     arousal: float
+    track: int = 0  # the face's track in its source (fer_lightning/inference/tracks.py)
 
     @property
     def expression(self) -> int:
@@ -84,16 +86,18 @@ def resolve_device(device: str) -> str:
 def predict_frames(
     items: Iterable[Frame | Skipped],
     predictor: Predictor,
-    detector: FaceDetector | None,
+    detector: Detector | None,
     margin: float,
     keep_images: bool = False,
+    align: bool = False,
 ) -> Iterator[Skipped | tuple[Frame, list[Face]]]:
     """Each frame with its faces' predictions, in input order; skipped files pass straight through.
 
     Without a detector every frame is one face filling the whole image (already-cropped inputs,
-    so no margin is added). Frames wait, with their images dropped unless `keep_images` (to draw
-    on), until a batch fills; at most `batch_size` frames wait, so a long video without faces does
-    not pile up in memory.
+    so no margin is added); `align` turns each crop to level eyes (fer_lightning/inference/
+    faces.py). Frames wait, with their images dropped unless `keep_images` (to draw on), until a
+    batch fills; at most `batch_size` frames wait, so a long video without faces does not pile up
+    in memory.
     """
     if margin < 0:
         raise ConfigError(f"margin must be 0 or more (a fraction of the face box), got {margin}")
@@ -107,7 +111,8 @@ def predict_frames(
             boxes, crop_margin = [whole_image_box(item.image)], 0.0
         else:
             boxes, crop_margin = detector.detect(item.image), margin
-        crops.extend(crop_face(item.image, b, predictor.image_size, crop_margin) for b in boxes)
+        size = predictor.image_size
+        crops.extend(crop_face(item.image, b, size, crop_margin, align) for b in boxes)
         pending.append((item if keep_images else replace(item, image=None), boxes))
         if len(crops) >= predictor.batch_size or len(pending) >= predictor.batch_size:
             yield from _answer(pending, crops, predictor)

@@ -44,7 +44,8 @@ class Frame:
     source: str
     index: int
     image: np.ndarray | None
-    fps: float | None = None  # the rate the frames are sampled at, for videos
+    fps: float | None = None  # the video's own frame rate; None for a photo
+    stride: int = 1  # frames of the video this one stands for (`video_stride`)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def _read_video(path: Path, stride: int) -> Iterator[Frame | Skipped]:
         if not capture.isOpened():
             yield Skipped(str(path), "unreadable")
             return
-        fps = (capture.get(cv2.CAP_PROP_FPS) or 25.0) / stride
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         index = 0
         any_frame = False
         while True:
@@ -166,7 +167,7 @@ def _read_video(path: Path, stride: int) -> Iterator[Frame | Skipped]:
                 ok, image = capture.retrieve()
                 if ok:
                     any_frame = True
-                    yield Frame(str(path), index, image, fps)
+                    yield Frame(str(path), index, image, fps, stride)
             index += 1
         if not any_frame:
             yield Skipped(str(path), "unreadable")
