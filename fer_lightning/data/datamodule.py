@@ -176,7 +176,7 @@ class AffectNetDataModule(pl.LightningDataModule):
             self.num_classes,
             self.seed,
             self.fraction,
-            self.test_fraction,
+            test_fraction=self.test_fraction,
         )
         if record is not None:
             write_split_record(record, index, rows)

@@ -44,6 +44,7 @@ from fer_lightning.data.formats import (
     image_root,
     layout_subsets,
     reader,
+    settings_of,
 )
 from fer_lightning.data.odd_files import FILE_PROBLEMS
 from fer_lightning.errors import ConfigError
@@ -272,12 +273,13 @@ def _writable(directory: Path) -> bool:
 
 def _layout_folder(layout: str, options: Mapping[str, Any] | None) -> str | None:
     """The cache's subfolder of a layout read with ``options``; None for AffectNet's layout."""
-    if layout == DEFAULT_LAYOUT and not options:
+    settings = settings_of(reader(layout, **(options or {})))
+    if layout == DEFAULT_LAYOUT and not settings:
         return None
-    if not options:
+    if not settings:
         return layout
-    settings = json.dumps(dict(options), sort_keys=True).encode()
-    return f"{layout}-{hashlib.sha1(settings).hexdigest()[:8]}"
+    key = json.dumps(settings, sort_keys=True).encode()
+    return f"{layout}-{hashlib.sha1(key).hexdigest()[:8]}"
 
 
 def cache_dir_for(
@@ -322,9 +324,9 @@ def load_or_build_index(
     problems are logged as one counted warning per kind whether the index was built or loaded,
     so every run shows them.
     """
-    options = dict(options or {})
-    source = reader(layout, **options)
+    source = reader(layout, **(options or {}))
     source.require(root)
+    settings = settings_of(source)
     path, report_path = cache_dir / INDEX_FILE, cache_dir / REPORT_FILE
     current = source.fingerprint(root)
     images = image_root(source, root, cache_dir)
@@ -335,7 +337,7 @@ def load_or_build_index(
         meta is not None
         and meta.get("version") == INDEX_VERSION
         and meta.get("layout") == layout
-        and meta.get("options", {}) == options
+        and meta.get("settings", {}) == settings
         and meta.get("fingerprint") == current
     )
     cached = _load_cached(path, report_path, images) if fresh else None
@@ -349,7 +351,7 @@ def load_or_build_index(
                 raise ConfigError(f"{target} is not a file: remove it, or set data.cache_dir")
         write_report(report_path, report)
         meta = {"layout": layout, "fingerprint": current, "root": str(root)}
-        save_index(path, index, {**meta, "options": options} if options else meta)
+        save_index(path, index, {**meta, "settings": settings} if settings else meta)
     if not quiet:
         report.warn(report_path)
     if not report.usable:

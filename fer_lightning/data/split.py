@@ -71,8 +71,8 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.nda
 
 def make_split(
     index: Index,
-    protocol: str,
     classes: int,
+    protocol: str,
     seed: int,
     fraction: float,
     test_fraction: float | None = None,
@@ -142,6 +142,7 @@ def load_or_make_split(
     classes: int,
     seed: int,
     fraction: float,
+    *,
     test_fraction: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Index rows per part, from the split file when it matches this index, else drawn and saved.
@@ -155,7 +156,7 @@ def load_or_make_split(
         return {part: np.array([row_of[k] for k in saved[part]], dtype=np.int64) for part in PARTS}
     if saved is not None:
         log.warning("the dataset changed since %s was written: drawing a new split", path)
-    rows = make_split(index, protocol, classes, seed, fraction, test_fraction)
+    rows = make_split(index, classes, protocol, seed, fraction, test_fraction)
     keys = {part: index.keys(rows[part]) for part in PARTS}
     assert_disjoint(keys)
     content = {

@@ -91,6 +91,14 @@ class Reader(Protocol):
     def read(self, root: Path, entry: Any) -> Sample: ...
 
 
+class ScannedLayout:
+    """A layout whose labels are all in one file or in its folder names: ``scan`` reads them and
+    returns finished samples, which ``read`` hands back as they are."""
+
+    def read(self, root: Path, entry: Sample) -> Sample:
+        return entry
+
+
 def _code_kind(code: int) -> str:
     return f"code_{code}_{NON_EXPRESSION_CODES[code].lower().replace('-', '_')}"
 
@@ -153,6 +161,11 @@ def reader(name: str, **options: Any) -> Reader:
             f"({name} takes {', '.join(f'data.{f}' for f in sorted(fields)) or 'no settings'})"
         )
     return dataclasses.replace(source, **options)
+
+
+def settings_of(source: Reader) -> dict[str, Any]:
+    """A reader's settings, its defaults included: what a cached index of its layout is for."""
+    return dataclasses.asdict(source) if dataclasses.is_dataclass(source) else {}
 
 
 def layout_subsets(source: Reader) -> tuple[int, ...]:

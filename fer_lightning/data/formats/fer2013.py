@@ -29,7 +29,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from fer_lightning.data.formats import Sample
+from fer_lightning.data.formats import Sample, ScannedLayout
 from fer_lightning.data.listing import csv_records, file_stamp, read_label_file
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import write_text_atomic
@@ -85,7 +85,7 @@ def ferplus_code(votes: list[str]) -> tuple[int, str | None]:
 
 
 @dataclass(frozen=True)
-class Fer2013:
+class Fer2013(ScannedLayout):
     """The reader of FER2013's layout (see the module docstring)."""
 
     labels: str = "fer2013"
@@ -179,9 +179,6 @@ class Fer2013:
                 problems.append("unreadable_pixels")
             samples.append(Sample(subset, sample_id, image, code, problems=tuple(problems)))
         return samples
-
-    def read(self, root: Path, entry: Sample) -> Sample:
-        return entry
 
 
 def _read_marker(path: Path) -> dict | None:

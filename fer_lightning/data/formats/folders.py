@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from fer_lightning.data.decode import IMAGE_SUFFIXES
-from fer_lightning.data.formats import Sample
+from fer_lightning.data.formats import Sample, ScannedLayout
 from fer_lightning.data.formats.manifest import SPLIT_NAMES
 from fer_lightning.data.listing import folder_stamp, listable
 from fer_lightning.errors import ConfigError
@@ -39,7 +39,7 @@ def _split_folders(root: Path) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class Folders:
+class Folders(ScannedLayout):
     """The reader of class folders (see the module docstring)."""
 
     subsets: ClassVar[tuple[int, ...]] = ()
@@ -95,9 +95,6 @@ class Folders:
                         )
                     )
         return samples
-
-    def read(self, root: Path, entry: Sample) -> Sample:
-        return entry
 
 
 READER = Folders()

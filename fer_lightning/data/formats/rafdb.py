@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from fer_lightning.data.formats import Sample
+from fer_lightning.data.formats import Sample, ScannedLayout
 from fer_lightning.data.listing import file_stamp, folder_stamp, listable, read_label_file
 from fer_lightning.errors import ConfigError
 from fer_lightning.labels import TEST_SET, TRAIN_SET, class_codes
@@ -31,7 +31,7 @@ PARTS = {"train_": TRAIN_SET, "test_": TEST_SET}
 
 
 @dataclass(frozen=True)
-class RafDb:
+class RafDb(ScannedLayout):
     """The reader of RAF-DB's layout (see the module docstring)."""
 
     images: str = "aligned"
@@ -107,9 +107,6 @@ class RafDb:
                 problems.append("missing_image")
             samples.append(Sample(subset, stem, image, code, problems=tuple(problems)))
         return samples
-
-    def read(self, root: Path, entry: Sample) -> Sample:
-        return entry
 
 
 READER = RafDb()
