@@ -100,7 +100,8 @@ def test_planted_faults_are_counted_and_excluded(tmp_path):
         "missing_image": ["train_set/nowhere.jpg"],
         "code_9_uncertain": ["train_set/faces/1.jpg"],
         "va_not_annotated": ["train_set/faces/1.jpg"],
-        "va_out_of_range": ["train_set/faces/2.jpg", "train_set/faces/3.jpg"],
+        "va_out_of_range": ["train_set/faces/2.jpg"],
+        "va_partial": ["train_set/faces/3.jpg"],
         "malformed_value": ["train_set/faces/4.jpg"],
         "unknown_code": ["train_set/faces/5.jpg"],
     }

@@ -108,7 +108,8 @@ LABEL_PROBLEMS = {
     **{_code_kind(c): f"expression {c} ({name})" for c, name in NON_EXPRESSION_CODES.items()},
     "unknown_code": f"expression code outside 0-{max(NON_EXPRESSION_CODES)}",
     "va_not_annotated": f"valence or arousal {NOT_ANNOTATED:g} (not annotated)",
-    "va_out_of_range": "valence or arousal outside [-1, 1], or only one of them given",
+    "va_out_of_range": "valence or arousal outside [-1, 1]",
+    "va_partial": "valence without arousal, or arousal without valence",
 }
 
 
@@ -125,6 +126,8 @@ def label_problems(expression: int, valence: float, arousal: float) -> list[str]
         problems.append("unknown_code")
     if math.isnan(valence) and math.isnan(arousal):
         pass
+    elif math.isnan(valence) or math.isnan(arousal):
+        problems.append("va_partial")
     elif NOT_ANNOTATED in (valence, arousal):
         problems.append("va_not_annotated")
     elif not (-1.0 <= valence <= 1.0 and -1.0 <= arousal <= 1.0):  # also catches NaN
