@@ -81,7 +81,9 @@ def test_planted_faults_are_counted_and_excluded(tmp_path):
         ["faces/3.jpg", "Sad", "0.5", "", "train"],
         ["faces/4.jpg", "Sad", "high", "0", "train"],
         ["faces/5.jpg", "11", "", "", "train"],
+        ["dangling.jpg", "Sad", "", "", "train"],
     ]
+    (root / "dangling.jpg").symlink_to(root / "nowhere.jpg")
     text = manifest.read_text().splitlines()[1:13]
     listed = [line.split(",") for line in text if not line.startswith(("faces/1.", "faces/2."))]
     listed = [r for r in listed if r[0] not in {"faces/3.jpg", "faces/4.jpg", "faces/5.jpg"}]
@@ -104,6 +106,7 @@ def test_planted_faults_are_counted_and_excluded(tmp_path):
         "va_partial": ["train_set/faces/3.jpg"],
         "malformed_value": ["train_set/faces/4.jpg"],
         "unknown_code": ["train_set/faces/5.jpg"],
+        "broken_link": ["train_set/dangling.jpg"],
     }
 
 

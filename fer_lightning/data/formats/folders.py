@@ -34,7 +34,7 @@ def _split_folders(root: Path) -> dict[str, int]:
     return {
         name: SPLIT_NAMES[name.lower()]
         for name in listable(root, "dataset folder")
-        if name.lower() in SPLIT_NAMES and name and (root / name).is_dir()
+        if name.lower() in SPLIT_NAMES and (root / name).is_dir()
     }
 
 
