@@ -18,8 +18,9 @@ RAF-DB, FER2013, a manifest, class folders) is one new module ``formats/<name>.p
 ``read(root, entry)``
     The `Sample` of one entry: its labels read and checked (`label_problems` checks AffectNet's
     codes and ranges). It runs in a process pool, so the per-sample file reads of a large dataset
-    are spread over the cores; a layout whose labels come from one file reads it in ``scan`` and
-    returns finished samples from ``read``.
+    are spread over the cores; a layout whose labels come from one file (or its folder names)
+    reads them in ``scan``, which then returns finished samples that `ScannedLayout`'s ``read``
+    hands back.
 
 Two members are optional:
 
@@ -37,7 +38,8 @@ A reader declares its classes by name and maps them to AffectNet's codes with
 `fer_lightning.labels.class_codes`. A sample without valence and arousal labels carries NaN for
 both (`NO_VA`), all the way into the batches. `reader(name, **options)` finds the module by its
 name; a reader that takes options (``data.labels``, ``data.images``, ``data.manifest``) is a frozen
-dataclass whose fields they are. See docs/data.md.
+dataclass whose fields they are. Every module here is a layout (`names` lists them); what
+readers share lives in fer_lightning/data/listing.py. See docs/data.md.
 """
 
 from __future__ import annotations
