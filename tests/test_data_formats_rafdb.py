@@ -47,6 +47,8 @@ def test_original_images_and_nan_valence_arousal_reach_the_items(tmp_path):
     ]
     assert [test[i]["expression"] for i in range(7)] == [RAFDB_CODES[k] for k in range(1, 8)]
     assert np.isnan(test[0]["va"].numpy()).all()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["va"].shape == (4, 2) and batch["va"].isnan().all()
     assert dm.split_sizes["val"] >= 1 and sum(dm.split_sizes.values()) == 21  # val from train
 
 
