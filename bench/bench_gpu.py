@@ -44,7 +44,7 @@ from omegaconf import DictConfig
 from fer_lightning.cli import parse_key_values, register_resolvers, run_command
 from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.errors import ConfigError
-from fer_lightning.labels import SUBSETS
+from fer_lightning.labels import AFFECTNET_SUBSETS
 from fer_lightning.models import register_model_configs
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.paths import CONFIG_DIR, user_cache_dir
@@ -94,7 +94,7 @@ def make_dataset(root: Path, images: int, unique: int, size: int, processes: int
                 _draw_shard, shard_roots, train_sizes, val_sizes, [size] * shards, range(shards)
             )
         )
-    for subset in SUBSETS:
+    for subset in AFFECTNET_SUBSETS:
         for part in ("images", "annotations"):
             directory = root / subset / part
             if directory.exists():  # a set made with other arguments

@@ -58,3 +58,39 @@ def test_the_report_goes_to_the_cache_by_default_and_odd_files_are_in_the_table(
     assert counts == dict(Counter(odd.values()))
     for kind in counts:
         assert re.search(rf"^{kind} +{counts[kind]}  excluded ", printed, re.MULTILINE), kind
+
+
+def test_every_layout_is_checked_with_its_own_parts(tmp_path, capsys):
+    from tests.layout_fixtures import make_fer2013, make_folders, make_manifest, make_rafdb
+
+    make_rafdb(tmp_path / "raf", train=7, test=7)
+    manifest = make_manifest(tmp_path / "m", count=6)
+    make_fer2013(tmp_path / "fer", {"Training": 7, "PublicTest": 1, "PrivateTest": 1})
+    make_folders(tmp_path / "f", per_class=1, parts=("train", "valid"))
+    runs = {
+        "rafdb": [f"data.root={tmp_path / 'raf'}", "data.images=aligned"],
+        "manifest": [f"data.root={tmp_path / 'm'}", f"data.manifest={manifest}"],
+        "fer2013": [f"data.root={tmp_path / 'fer'}", "data.labels=fer2013"],
+        "folders": [f"data.root={tmp_path / 'f'}"],
+    }
+    headers = {}
+    for layout, args in runs.items():
+        assert check_main([f"data.format={layout}", *args, "data.check_workers=1"]) == 0
+        printed = capsys.readouterr().out
+        headers[layout] = printed.splitlines()[2].split()
+        assert "(none)" in printed
+    assert headers == {
+        "rafdb": ["train_set", "test_set"],
+        "manifest": ["train_set", "val_set", "test_set"],
+        "fer2013": ["train_set", "val_set", "test_set"],
+        "folders": ["train_set", "val_set"],
+    }
+    with pytest.raises(SystemExit) as exit_:
+        run_command(
+            lambda: check_main([f"data.root={tmp_path}", "data.format=rafdb", "data.labels=x"])
+        )
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: data.labels is not a setting of data.format=rafdb: remove it "
+        "(rafdb takes data.images)\n"
+    )

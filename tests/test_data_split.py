@@ -85,6 +85,16 @@ def test_protocols_are_disjoint_stratified_and_use_val_set_as_documented(
     assert len(train | val | test) == 96
 
 
+def test_predefined_on_affectnet_is_holdout_and_records_its_test_fraction(dataset, tmp_path):
+    # AffectNet has no test part, so predefined draws it from train_set as holdout does.
+    holdout = prepared(dataset, tmp_path / "h", protocol="holdout", seed=3)
+    predefined = prepared(dataset, tmp_path / "p", protocol="predefined", seed=3)
+    for part in ("train", "val", "test"):
+        assert predefined.sample_paths(part) == holdout.sample_paths(part)
+    saved = json.loads(next((tmp_path / "p").glob("split-predefined-*-test0.2.json")).read_text())
+    assert saved["test_fraction"] == 0.2 and saved["fraction"] == 0.05
+
+
 def test_seven_classes_drop_contempt_everywhere(dataset, tmp_path):
     dm = prepared(dataset, tmp_path, classes=7)
     for part in ("train", "val", "test"):

@@ -2,7 +2,9 @@
 
 ``formats/``      one reader per on-disk layout, all yielding the same per-sample records
 ``decode``        which files are images, checking one, decoding one to RGB
-``index``         every sample checked once, the usable ones indexed and cached, the check report
+``listing``       what readers share: a layout's label file read whole, fingerprints of files
+``index``         every sample checked once, the usable ones indexed and cached
+``check_report``  what indexing found, kept as check-report.json
 ``split``         seeded, stratified, leak-checked train/val/test splits, written once
 ``sampler``       the epoch order: seeded, sharded across ranks, resumable
 ``transforms``    augmentation keyed by (seed, epoch, index), and normalisation

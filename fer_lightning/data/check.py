@@ -6,31 +6,35 @@ report, with the ids per problem kind, to the dataset's cache (``check-report.js
 ``report`` when given). A dataset with no usable sample, or no dataset, is one line on stderr and
 exit status 2.
 
-Other keys: ``data.cache_dir`` and ``data.check_workers`` as in the data config.
+Other keys as in the data config: ``data.format`` (the layout, ``affectnet`` by default) with its
+settings ``data.labels``, ``data.images`` and ``data.manifest``, ``data.cache_dir`` and
+``data.check_workers``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from fer_lightning.cli import parse_key_values, run_command
-from fer_lightning.data.formats import DEFAULT_LAYOUT, reader
-from fer_lightning.data.index import (
-    KEPT,
-    REPORT_FILE,
-    CheckReport,
-    cache_dir_for,
-    load_or_build_index,
-)
+from fer_lightning.data.check_report import KEPT, REPORT_FILE, CheckReport
+from fer_lightning.data.formats import DEFAULT_LAYOUT, READER_SETTINGS, reader
+from fer_lightning.data.index import cache_dir_for, load_or_build_index
 from fer_lightning.files import write_text_atomic
-from fer_lightning.labels import EXPRESSION_NAMES, SUBSETS
+from fer_lightning.labels import EXPRESSION_NAMES
 
 DEFAULTS = {
-    "data": {"root": "Dataset/", "cache_dir": None, "check_workers": None},
+    "data": {
+        "root": "Dataset/",
+        "format": DEFAULT_LAYOUT,
+        **dict.fromkeys(READER_SETTINGS),
+        "cache_dir": None,
+        "check_workers": None,
+    },
     "report": None,
 }
 
@@ -38,17 +42,18 @@ DEFAULTS = {
 def format_report(report: CheckReport) -> str:
     """The console table: usable and excluded counts, classes, ranges, and problems by kind."""
     width = max(len(n) for n in EXPRESSION_NAMES) + 2
-    lines = [f"dataset {report.root}", "", f"{'':<{width}}" + "".join(f"{s:>16}" for s in SUBSETS)]
+    subsets = list(report.usable)  # the dataset's own parts
+    lines = [f"dataset {report.root}", "", f"{'':<{width}}" + "".join(f"{s:>16}" for s in subsets)]
 
     def row(label: str, values: Sequence[object]) -> None:
         lines.append(f"{label:<{width}}" + "".join(f"{v!s:>16}" for v in values))
 
-    row("usable", [report.usable[s] for s in SUBSETS])
-    row("excluded", [report.excluded[s] for s in SUBSETS])
+    row("usable", [report.usable[s] for s in subsets])
+    row("excluded", [report.excluded[s] for s in subsets])
     for code, name in enumerate(EXPRESSION_NAMES):
-        row(f"{code} {name}", [report.class_counts[s][code] for s in SUBSETS])
+        row(f"{code} {name}", [report.class_counts[s][code] for s in subsets])
     for axis in ("valence", "arousal"):
-        ranges = [report.va_ranges[s][axis] for s in SUBSETS]
+        ranges = [report.va_ranges[s][axis] for s in subsets]
         row(axis, ["{:+.2f}..{:+.2f}".format(*r) if r else "-" for r in ranges])
     lines += ["", "problem kind            count  action    meaning"]
     for kind, ids in report.problems.items():
@@ -64,15 +69,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = sys.argv[1:] if argv is None else argv
     cfg = parse_key_values(args, DEFAULTS, "data.root=Dataset/")
-    root = Path(str(cfg["data"]["root"]))
-    reader(DEFAULT_LAYOUT).require(root)
+    data = cfg["data"]
+    root, layout = Path(str(data["root"])), str(data["format"])
+    options = {key: str(data[key]) for key in READER_SETTINGS if data[key] is not None}
+    if "manifest" in options:  # as the data module takes it, so both find the same cache
+        options["manifest"] = os.path.abspath(options["manifest"])
+    reader(layout, **options).require(root)
     start = time.perf_counter()
-    cache = cache_dir_for(root, cfg["data"]["cache_dir"])
+    cache = cache_dir_for(root, data["cache_dir"], layout, options)
     report_path = fresh = cache / REPORT_FILE
     if cfg["report"]:
         report_path = Path(str(cfg["report"]))
     try:
-        _, report = load_or_build_index(root, cache, True, cfg["data"]["check_workers"], quiet=True)
+        _, report = load_or_build_index(
+            root, cache, True, data["check_workers"], True, layout, options
+        )
     finally:
         if report_path != fresh and fresh.is_file():
             write_text_atomic(report_path, fresh.read_text())

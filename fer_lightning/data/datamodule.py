@@ -1,4 +1,5 @@
-"""AffectNet (or its synthetic stand-in) as a LightningDataModule.
+"""A dataset in any layout of fer_lightning/data/formats (AffectNet's by default, or its synthetic
+stand-in) as a LightningDataModule.
 
 Batches are dicts::
 
@@ -6,8 +7,8 @@ Batches are dicts::
                 each sample straight into its slot of an NHWC batch; see dataset.collate);
                 float32 ImageNet-normalised after on_after_batch_transfer (which runs on the
                 batch's device, so on the GPU)
-    expression  int64 [N], AffectNet codes 0-7 (0-6 with data.classes=7)
-    va          float32 [N, 2], valence and arousal in [-1, 1]
+    expression  int64 [N], AffectNet codes 0-7 (0-6 with data.classes=7), whatever the dataset
+    va          float32 [N, 2], valence and arousal in [-1, 1]; NaN for a sample without them
     index       int64 [N], the sample's position in its split (see sample_paths)
 
 See docs/data.md.
@@ -29,7 +30,7 @@ from hydra.utils import to_absolute_path
 from torch.utils.data import DataLoader
 
 from fer_lightning.data.dataset import AffectNetDataset, collate
-from fer_lightning.data.formats import DEFAULT_LAYOUT, reader
+from fer_lightning.data.formats import DEFAULT_LAYOUT, READER_SETTINGS, reader
 from fer_lightning.data.index import Index, cache_dir_for, load_or_build_index
 from fer_lightning.data.loaders import LOADERS
 from fer_lightning.data.locks import dataset_lock
@@ -66,9 +67,11 @@ def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
 
 
 class AffectNetDataModule(pl.LightningDataModule):
-    """Indexed, checked, leak-free AffectNet splits with seeded augmentation and sharding.
+    """Indexed, checked, leak-free dataset splits with seeded augmentation and sharding.
 
-    Arguments mirror ``conf/data/affectnet.yaml``; see the comments there. ``split_file`` (not a
+    Arguments mirror ``conf/data/affectnet.yaml``; see the comments there. ``format`` names the
+    layout's reader; ``labels``, ``images`` and ``manifest`` are settings of some readers (None:
+    the reader's default, or not one of its settings). ``split_file`` (not a
     config key: a run sets it, see `fer_lightning.train`) is a run's record of its split: read
     when it exists, else written with the split drawn from the dataset cache. Without it the
     split is the cache's alone (notebooks, tests).
@@ -77,6 +80,10 @@ class AffectNetDataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str = "Dataset/",
+        format: str = DEFAULT_LAYOUT,
+        labels: str | None = None,
+        images: str | None = None,
+        manifest: str | None = None,
         image_size: int = 224,
         batch_size: int = 64,
         num_workers: int = 2,
@@ -101,6 +108,11 @@ class AffectNetDataModule(pl.LightningDataModule):
         super().__init__()
         _validate(locals())
         self.root = _absolute(root)
+        self.format = format
+        manifest = None if manifest is None else os.path.abspath(_absolute(manifest))
+        settings = zip(READER_SETTINGS, (labels, images, manifest), strict=True)
+        self.reader_options = {key: value for key, value in settings if value is not None}
+        reader(format, **self.reader_options)  # an unknown format or setting fails here
         self.image_size = image_size
         self.batch_size = batch_size
         self.loader = loader
@@ -115,6 +127,8 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.num_classes = classes
         self.protocol = protocol
         self.fraction = test_fraction if protocol == "holdout" else val_fraction
+        # A predefined split draws a test part only when the layout has none.
+        self.test_fraction = test_fraction if protocol == "predefined" else None
         self.sampler = sampler
         self.seed = seed
         self.augment = build_augment(augment)
@@ -141,18 +155,28 @@ class AffectNetDataModule(pl.LightningDataModule):
         return {part: len(ds) for part, ds in self._require_setup().items()}
 
     def _index_and_split(self, rebuild: bool) -> tuple[Index, dict[str, np.ndarray]]:
-        reader(DEFAULT_LAYOUT).require(self.root)  # before cache_dir_for creates root/.fer_cache
-        cache = cache_dir_for(self.root, self.cache_dir)
+        layout, options = self.format, self.reader_options
+        # Before cache_dir_for creates root/.fer_cache.
+        reader(layout, **options).require(self.root)
+        cache = cache_dir_for(self.root, self.cache_dir, layout, options)
         # Dataset problems are logged once per run: by the process that prepares the data, or
         # by rank 0 when nothing prepared it in this process.
         quiet = self._warned or rank_and_world()[0] != 0
-        index, _ = load_or_build_index(self.root, cache, rebuild, self.check_workers, quiet)
+        index, _ = load_or_build_index(
+            self.root, cache, rebuild, self.check_workers, quiet, layout, options
+        )
         self._warned = True
         record = self.split_file
         if record is not None and record.is_file():
             return index, read_split_record(record, index, self.num_classes)
         rows = load_or_make_split(
-            cache, index, self.protocol, self.num_classes, self.seed, self.fraction
+            cache,
+            index,
+            self.protocol,
+            self.num_classes,
+            self.seed,
+            self.fraction,
+            test_fraction=self.test_fraction,
         )
         if record is not None:
             write_split_record(record, index, rows)

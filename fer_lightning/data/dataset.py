@@ -4,7 +4,7 @@ Items are dicts::
 
     image       uint8 [3, H, W] RGB, a CHW view of the HWC array it was decoded into
     expression  int, AffectNet code 0-7 (0-6 with data.classes=7)
-    va          float32 [2], valence and arousal in [-1, 1]
+    va          float32 [2], valence and arousal in [-1, 1]; NaN when the dataset has none
     index       int, the sample's position in its split (see AffectNetDataModule.sample_paths)
 
 Landmarks are not returned: a horizontal flip would have to mirror them too, and nothing uses them.

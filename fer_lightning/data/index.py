@@ -5,6 +5,10 @@ so a bad sample is found before training, excluded, and counted in a report inst
 worker hours into a run. Later runs load the index, a handful of numpy arrays, in well under a
 second. The layout on disk is read by a reader of fer_lightning/data/formats.
 
+Each layout other than AffectNet's (and each setting of its reader, such as FER2013's
+``data.labels``) keeps its cache in its own folder of the cache directory, so two label spaces of
+the same images never replace each other's index or splits.
+
 When is the cached index stale? When the layout's fingerprint changed: for AffectNet's layout, the
 modification time and entry count of each of its four data directories. Adding, removing or
 renaming a file changes both, so the index is rebuilt. Overwriting a file in place under the same
@@ -22,18 +26,29 @@ import logging
 import os
 import zipfile
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fer_lightning.data.check_report import KEPT, REPORT_FILE, CheckReport, write_report
 from fer_lightning.data.decode import IMAGE_PROBLEMS, inspect_image
-from fer_lightning.data.formats import DEFAULT_LAYOUT, LABEL_PROBLEMS, Reader, Sample, reader
+from fer_lightning.data.formats import (
+    DEFAULT_LAYOUT,
+    LABEL_PROBLEMS,
+    Reader,
+    Sample,
+    image_root,
+    layout_subsets,
+    reader,
+    settings_of,
+)
 from fer_lightning.data.odd_files import FILE_PROBLEMS
 from fer_lightning.errors import ConfigError
-from fer_lightning.files import atomic_write, write_text_atomic
+from fer_lightning.files import atomic_write
 from fer_lightning.labels import EXPRESSION_NAMES, SUBSETS
 from fer_lightning.paths import user_cache_dir
 
@@ -41,72 +56,9 @@ log = logging.getLogger(__name__)
 
 INDEX_VERSION = 2  # 2: image files relative to the dataset root
 INDEX_FILE = "index.npz"
-REPORT_FILE = "check-report.json"
 
-# Worth knowing but harmless: the sample is decoded to 3-channel RGB and resized like any other.
-# Every other problem kind keeps the sample out of all splits.
-KEPT = {
-    "unexpected_mode": "not 3-channel (grayscale or alpha), kept as RGB",
-    "unexpected_size": "size differs from the most common one in its set, kept and resized",
-}
 # Below this many samples a process pool costs more than it saves.
 _POOL_MIN_SAMPLES = 512
-
-
-@dataclass
-class CheckReport:
-    """What indexing found: problem kinds with the affected samples, and what was kept.
-
-    Samples are named ``<subset>/<id>`` (``<subset>/<file name>`` for stray files).
-    """
-
-    root: str
-    problems: dict[str, list[str]] = field(default_factory=dict)
-    descriptions: dict[str, str] = field(default_factory=dict)  # of the kinds in problems
-    class_counts: dict[str, list[int]] = field(default_factory=dict)
-    va_ranges: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    usable: dict[str, int] = field(default_factory=dict)
-    excluded: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {
-            "root": self.root,
-            "usable": self.usable,
-            "excluded": self.excluded,
-            "class_counts": {
-                subset: dict(zip(EXPRESSION_NAMES, counts, strict=True))
-                for subset, counts in self.class_counts.items()
-            },
-            "va_ranges": self.va_ranges,
-            "counts": {kind: len(ids) for kind, ids in self.problems.items()},
-            "descriptions": self.descriptions,
-            "ids": self.problems,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> CheckReport:
-        return cls(
-            root=data["root"],
-            problems=data["ids"],
-            descriptions=data["descriptions"],
-            class_counts={s: list(c.values()) for s, c in data["class_counts"].items()},
-            va_ranges=data["va_ranges"],
-            usable=data["usable"],
-            excluded=data["excluded"],
-        )
-
-    def warn(self, where: Path) -> None:
-        """One counted warning line per problem kind (never one per file)."""
-        for kind, ids in self.problems.items():
-            action = "kept" if kind in KEPT else "excluded"
-            log.warning(
-                "%d sample(s) %s: %s [%s] (ids in %s)",
-                len(ids),
-                action,
-                self.descriptions[kind],
-                kind,
-                where,
-            )
 
 
 @dataclass(frozen=True)
@@ -120,10 +72,10 @@ class Index:
     root: Path
     subset: np.ndarray  # uint8, position in SUBSETS
     ids: np.ndarray  # str
-    files: np.ndarray  # str, the image file relative to root
+    files: np.ndarray  # str, the image file relative to root (the layout's image folder)
     expression: np.ndarray  # int8, 0-7
-    valence: np.ndarray  # float32
-    arousal: np.ndarray  # float32
+    valence: np.ndarray  # float32, NaN where the dataset has no valence
+    arousal: np.ndarray  # float32, NaN where the dataset has no arousal
     side: np.ndarray  # int32, the shorter side of the stored image, to pick a reduced decode
     digest: str  # identifies the content, so splits written for other data are not reused
 
@@ -148,49 +100,70 @@ def _digest(columns: dict[str, np.ndarray]) -> str:
     return sha.hexdigest()[:16]
 
 
-def _check(source: Reader, root: Path, entry: Any) -> tuple[Sample, int, int, int]:
-    """(sample, height, width, channels) of one entry: its labels read, its image inspected."""
+def _check(source: Reader, root: Path, images: Path, entry: Any) -> tuple[Sample, int, int, int]:
+    """(sample, height, width, channels) of one entry: its labels read, its image (a file under
+    ``images``) inspected."""
     sample = source.read(root, entry)
     if sample.image is None:
         return sample, 0, 0, 0
-    kind, height, width, channels = inspect_image(root / sample.image)
+    kind, height, width, channels = inspect_image(images / sample.image)
     if kind is not None:
         sample = replace(sample, problems=(*sample.problems, kind))
     return sample, height, width, channels
 
 
-def _run_checks(source: Reader, root: Path, entries: list, workers: int) -> list[tuple]:
+def _run_checks(
+    source: Reader, root: Path, images: Path, entries: list, workers: int
+) -> list[tuple]:
     if workers <= 1 or len(entries) < _POOL_MIN_SAMPLES:
-        return [_check(source, root, e) for e in entries]
+        return [_check(source, root, images, e) for e in entries]
     n = len(entries)
     with ProcessPoolExecutor(workers) as pool:
         chunk = max(1, min(512, n // (8 * workers)))
-        return list(pool.map(_check, [source] * n, [root] * n, entries, chunksize=chunk))
+        return list(
+            pool.map(_check, [source] * n, [root] * n, [images] * n, entries, chunksize=chunk)
+        )
+
+
+def _finite_range(values: np.ndarray) -> list[float]:
+    """[min, max] of the finite values (NaN marks a sample without this label); [] if none."""
+    finite = values[np.isfinite(values)]
+    return [float(finite.min()), float(finite.max())] if len(finite) else []
 
 
 def build_index(
-    root: Path, workers: int | None = None, layout: str = DEFAULT_LAYOUT
+    root: Path,
+    workers: int | None = None,
+    layout: str = DEFAULT_LAYOUT,
+    options: Mapping[str, Any] | None = None,
+    images: Path | None = None,
 ) -> tuple[Index, CheckReport]:
-    """Check every sample of the dataset at ``root`` and index the usable ones."""
-    source = reader(layout)
-    results = _run_checks(
-        source, root, list(source.scan(root)), workers or len(os.sched_getaffinity(0))
-    )
+    """Check every sample of the dataset at ``root`` and index the usable ones; their images are
+    files under ``images`` (``root`` unless the layout stores them, see `image_root`)."""
+    source = reader(layout, **(options or {}))
+    images = root if images is None else images
+    entries = list(source.scan(root))
+    results = _run_checks(source, root, images, entries, workers or len(os.sched_getaffinity(0)))
     descriptions = {**source.problems, **LABEL_PROBLEMS, **FILE_PROBLEMS, **IMAGE_PROBLEMS, **KEPT}
     report = CheckReport(root=str(root))
     problems: dict[str, list[str]] = {}
     kept: list[tuple[Sample, int]] = []
-    for subset, name in enumerate(SUBSETS):
+    present = set(layout_subsets(source)) | {r[0].subset for r in results}
+    for subset in sorted(present):
+        name = SUBSETS[subset]
         checked = sorted(
             (r for r in results if r[0].subset == subset), key=lambda r: r[0].sample_id
         )
         sizes = Counter((h, w) for _, h, w, _ in checked if h)
         usual = sizes.most_common(1)[0][0] if sizes else None
+        # A grayscale dataset (FER2013) is not flagged sample by sample.
+        modes = Counter(c for _, h, _, c in checked if h)
+        usual_mode = modes.most_common(1)[0][0] if modes else 3
         usable = []
         for sample, height, width, channels in checked:
             ok = not sample.problems  # every problem a reader or the image check finds excludes
             kinds = list(sample.problems)
-            if ok and channels != 3:
+            if ok and channels not in (3, usual_mode):
                 kinds.append("unexpected_mode")
             if ok and (height, width) != usual:
                 kinds.append("unexpected_size")
@@ -205,8 +178,7 @@ def build_index(
         report.class_counts[name] = np.bincount(codes, minlength=len(EXPRESSION_NAMES)).tolist()
         va = np.array([(s.valence, s.arousal) for s, _ in usable], dtype=np.float64).reshape(-1, 2)
         report.va_ranges[name] = {
-            axis: [float(va[:, j].min()), float(va[:, j].max())] if len(va) else []
-            for j, axis in enumerate(("valence", "arousal"))
+            axis: _finite_range(va[:, j]) for j, axis in enumerate(("valence", "arousal"))
         }
     report.problems = dict(sorted(problems.items()))
     report.descriptions = {kind: descriptions[kind] for kind in report.problems}
@@ -220,7 +192,7 @@ def build_index(
         "arousal": np.array([s.arousal for s in samples], dtype=np.float32),
         "side": np.array([side for _, side in kept], dtype=np.int32),
     }
-    return Index(root=root, digest=_digest(arrays), **arrays), report
+    return Index(root=images, digest=_digest(arrays), **arrays), report
 
 
 def save_index(path: Path, index: Index, meta: dict) -> None:
@@ -291,10 +263,6 @@ def _load_cached(path: Path, report_path: Path, root: Path) -> tuple[Index, Chec
         return None
 
 
-def write_report(path: Path, report: CheckReport) -> None:
-    write_text_atomic(path, json.dumps(report.to_json(), indent=1) + "\n")
-
-
 def _writable(directory: Path) -> bool:
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -303,18 +271,42 @@ def _writable(directory: Path) -> bool:
     return os.access(directory, os.W_OK)
 
 
-def cache_dir_for(root: Path, configured: str | Path | None = None) -> Path:
+def _layout_folder(layout: str, options: Mapping[str, Any] | None) -> str | None:
+    """The cache's subfolder of a layout read with ``options``; None for AffectNet's layout."""
+    settings = settings_of(reader(layout, **(options or {})))
+    if layout == DEFAULT_LAYOUT and not settings:
+        return None
+    if not settings:
+        return layout
+    key = json.dumps(settings, sort_keys=True).encode()
+    return f"{layout}-{hashlib.sha1(key).hexdigest()[:8]}"
+
+
+def cache_dir_for(
+    root: Path,
+    configured: str | Path | None = None,
+    layout: str = DEFAULT_LAYOUT,
+    options: Mapping[str, Any] | None = None,
+) -> Path:
     """Where the index, report and splits live: ``configured``, else ``<root>/.fer_cache``, else
-    (read-only dataset) a per-dataset folder in the user cache (`fer_lightning.paths`)."""
+    (read-only dataset) a per-dataset folder in the user cache (`fer_lightning.paths`); in a
+    subfolder per layout and reader settings, except for AffectNet's layout."""
+    folder = _layout_folder(layout, options)
     if configured:
         directory = Path(configured)
         if not _writable(directory):
             raise ConfigError(f"data.cache_dir={directory} is not writable: choose another one")
+    else:
+        directory = root / ".fer_cache"
+        if not _writable(directory):
+            directory = (
+                user_cache_dir() / hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+            )
+    if folder is None:
         return directory
-    beside = root / ".fer_cache"
-    if _writable(beside):
-        return beside
-    return user_cache_dir() / hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+    directory = directory / folder
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 def load_or_build_index(
@@ -324,16 +316,20 @@ def load_or_build_index(
     workers: int | None = None,
     quiet: bool = False,
     layout: str = DEFAULT_LAYOUT,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[Index, CheckReport]:
     """The cached index of ``root`` when it is fresh, else a new one (checked, saved, reported).
 
-    Unless ``quiet``, problems are logged as one counted warning per kind whether the index was
-    built or loaded, so every run shows them.
+    ``cache_dir`` is `cache_dir_for`'s for the same layout and options. Unless ``quiet``,
+    problems are logged as one counted warning per kind whether the index was built or loaded,
+    so every run shows them.
     """
-    source = reader(layout)
+    source = reader(layout, **(options or {}))
     source.require(root)
+    settings = settings_of(source)
     path, report_path = cache_dir / INDEX_FILE, cache_dir / REPORT_FILE
     current = source.fingerprint(root)
+    images = image_root(source, root, cache_dir)
     meta = None if rebuild else read_index_meta(path)
     if meta is None and not rebuild and path.exists():
         log.warning("%s is damaged: rebuilding it", path)
@@ -341,23 +337,27 @@ def load_or_build_index(
         meta is not None
         and meta.get("version") == INDEX_VERSION
         and meta.get("layout") == layout
+        and meta.get("settings", {}) == settings
         and meta.get("fingerprint") == current
     )
-    cached = _load_cached(path, report_path, root) if fresh else None
+    cached = _load_cached(path, report_path, images) if fresh else None
     if cached is not None:
         index, report = cached
     else:
         log.info("indexing and checking the dataset at %s (once; cached in %s)", root, cache_dir)
-        index, report = build_index(root, workers, layout)
+        index, report = build_index(root, workers, layout, options, images)
         for target in (report_path, path):
             if os.path.lexists(target) and not target.is_file():
                 raise ConfigError(f"{target} is not a file: remove it, or set data.cache_dir")
         write_report(report_path, report)
-        save_index(path, index, {"layout": layout, "fingerprint": current, "root": str(root)})
+        meta = {"layout": layout, "fingerprint": current, "root": str(root)}
+        save_index(path, index, {**meta, "settings": settings} if settings else meta)
     if not quiet:
         report.warn(report_path)
-    for name in SUBSETS:
-        if report.usable.get(name, 0) == 0:
+    if not report.usable:
+        raise ConfigError(f"no sample found at {root} (data.format={layout}; see docs/data.md)")
+    for name in report.usable:
+        if report.usable[name] == 0:
             raise ConfigError(
                 f"no usable sample in {root / name}: all {report.excluded.get(name, 0)} were "
                 f"excluded (see {report_path}, or run python -m fer_lightning.data.check)"

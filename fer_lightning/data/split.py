@@ -18,6 +18,10 @@ Protocols:
   (``test_fraction``); val_set validates.
 - ``official`` (most papers'): val_set is the test set; a stratified ``val_fraction`` of train_set
   validates.
+- ``predefined`` (for layouts with their own parts: FER2013, RAF-DB, a manifest's ``split``
+  column): each sample's subset is its part. A layout without a test part has a stratified
+  ``test_fraction`` of train_set tested (as ``holdout`` does); one without a validation part has a
+  stratified ``val_fraction`` of the rest of train_set validate.
 """
 
 from __future__ import annotations
@@ -31,11 +35,11 @@ import numpy as np
 from fer_lightning.data.index import Index, read_cache_json
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import write_text_atomic
-from fer_lightning.labels import TRAIN_SET, VAL_SET
+from fer_lightning.labels import TEST_SET, TRAIN_SET, VAL_SET
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("holdout", "official")
+PROTOCOLS = ("holdout", "official", "predefined")
 PARTS = ("train", "val", "test")
 RECORD_FILE = "split.json"
 
@@ -66,16 +70,42 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.nda
 
 
 def make_split(
-    index: Index, protocol: str, classes: int, seed: int, fraction: float
+    index: Index,
+    classes: int,
+    protocol: str,
+    seed: int,
+    fraction: float,
+    test_fraction: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Index rows per part; ``fraction`` is the test (holdout) or val (official) fraction."""
+    """Index rows per part; ``fraction`` is the test (holdout) or val (official, predefined)
+    fraction; ``test_fraction`` the test fraction of a predefined split without a test part."""
     kept = index.expression < classes
     pool = np.flatnonzero(kept & (index.subset == TRAIN_SET))
     other = np.flatnonzero(kept & (index.subset == VAL_SET))
+    if protocol == "predefined":
+        if test_fraction is None:
+            raise ValueError("the predefined protocol needs a test_fraction")
+        return _predefined(index, kept, seed, fraction, test_fraction)
     held = stratified_holdout(index.expression[pool], fraction, seed)
     if protocol == "holdout":
         return {"train": pool[~held], "val": other, "test": pool[held]}
     return {"train": pool[~held], "val": pool[held], "test": other}
+
+
+def _predefined(
+    index: Index, kept: np.ndarray, seed: int, val_fraction: float, test_fraction: float
+) -> dict[str, np.ndarray]:
+    """The layout's own parts; a missing test, then val, part drawn from train_set."""
+    parts = {
+        part: np.flatnonzero(kept & (index.subset == subset))
+        for part, subset in (("train", TRAIN_SET), ("val", VAL_SET), ("test", TEST_SET))
+    }
+    for part, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if len(parts[part]) == 0:
+            pool = parts["train"]
+            held = stratified_holdout(index.expression[pool], fraction, seed)
+            parts["train"], parts[part] = pool[~held], pool[held]
+    return parts
 
 
 def assert_disjoint(keys: dict[str, list[str]]) -> None:
@@ -91,15 +121,34 @@ def assert_disjoint(keys: dict[str, list[str]]) -> None:
             seen[key] = part
 
 
-def split_path(cache_dir: Path, protocol: str, classes: int, seed: int, fraction: float) -> Path:
-    return cache_dir / f"split-{protocol}-{classes}classes-seed{seed}-fraction{fraction:g}.json"
+def split_path(
+    cache_dir: Path,
+    protocol: str,
+    classes: int,
+    seed: int,
+    fraction: float,
+    test_fraction: float | None = None,
+) -> Path:
+    test = "" if test_fraction is None else f"-test{test_fraction:g}"
+    return (
+        cache_dir / f"split-{protocol}-{classes}classes-seed{seed}-fraction{fraction:g}{test}.json"
+    )
 
 
 def load_or_make_split(
-    cache_dir: Path, index: Index, protocol: str, classes: int, seed: int, fraction: float
+    cache_dir: Path,
+    index: Index,
+    protocol: str,
+    classes: int,
+    seed: int,
+    fraction: float,
+    *,
+    test_fraction: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Index rows per part, from the split file when it matches this index, else drawn and saved."""
-    path = split_path(cache_dir, protocol, classes, seed, fraction)
+    """Index rows per part, from the split file when it matches this index, else drawn and saved.
+
+    ``test_fraction`` is for ``predefined`` only (see `make_split`)."""
+    path = split_path(cache_dir, protocol, classes, seed, fraction, test_fraction)
     saved = read_cache_json(path)
     if saved is not None and saved.get("index_digest") == index.digest:
         row_of = {key: row for row, key in enumerate(index.keys(np.arange(len(index))))}
@@ -107,7 +156,7 @@ def load_or_make_split(
         return {part: np.array([row_of[k] for k in saved[part]], dtype=np.int64) for part in PARTS}
     if saved is not None:
         log.warning("the dataset changed since %s was written: drawing a new split", path)
-    rows = make_split(index, protocol, classes, seed, fraction)
+    rows = make_split(index, classes, protocol, seed, fraction, test_fraction)
     keys = {part: index.keys(rows[part]) for part in PARTS}
     assert_disjoint(keys)
     content = {
@@ -115,6 +164,7 @@ def load_or_make_split(
         "classes": classes,
         "seed": seed,
         "fraction": fraction,
+        **({} if test_fraction is None else {"test_fraction": test_fraction}),
         "index_digest": index.digest,
         "sizes": {part: len(rows[part]) for part in PARTS},
         **keys,

@@ -24,7 +24,7 @@ from fer_lightning.data.decode import IMAGE_SUFFIXES
 from fer_lightning.data.formats import Sample, label_problems
 from fer_lightning.data.odd_files import OddFile, read_regular
 from fer_lightning.errors import ConfigError
-from fer_lightning.labels import SUBSETS
+from fer_lightning.labels import AFFECTNET_SUBSETS, SUBSETS, TRAIN_SET, VAL_SET
 
 ANNOTATIONS = ("exp", "val", "aro")  # landmarks (_lnd) are not used, so not required
 _PARTS = ("images", "annotations")
@@ -70,6 +70,8 @@ class _Entry:
 class NpyLayout:
     """The reader of AffectNet's layout (see the module docstring)."""
 
+    subsets: ClassVar[tuple[int, ...]] = (TRAIN_SET, VAL_SET)
+
     problems: ClassVar[dict[str, str]] = {
         "missing_image": "annotations without an image",
         "missing_annotation": "image without all of <id>_exp/_val/_aro.npy",
@@ -79,12 +81,13 @@ class NpyLayout:
     }
 
     def require(self, root: Path) -> None:
-        if not all((root / subset).is_dir() for subset in SUBSETS):
+        if not all((root / subset).is_dir() for subset in AFFECTNET_SUBSETS):
             raise ConfigError(
-                f"dataset not found at {root}: expected {'/ and '.join(SUBSETS)}/ (see README), "
+                f"dataset not found at {root}: expected {'/ and '.join(AFFECTNET_SUBSETS)}/ "
+                "(see README), "
                 "or run with data=synthetic"
             )
-        for subset in SUBSETS:
+        for subset in AFFECTNET_SUBSETS:
             for part in _PARTS:
                 directory = root / subset / part
                 if not directory.is_dir():
@@ -102,7 +105,7 @@ class NpyLayout:
     def fingerprint(self, root: Path) -> dict[str, list[int]]:
         """Modification time (ns) and entry count of the four data directories."""
         result = {}
-        for subset in SUBSETS:
+        for subset in AFFECTNET_SUBSETS:
             for part in _PARTS:
                 directory = root / subset / part
                 stamp = [directory.stat().st_mtime_ns, len(os.listdir(directory))]
@@ -111,7 +114,7 @@ class NpyLayout:
 
     def scan(self, root: Path) -> list[_Entry]:
         entries = []
-        for subset, name in enumerate(SUBSETS):
+        for subset, name in enumerate(AFFECTNET_SUBSETS):
             images: dict[str, str] = {}
             for file in sorted(os.listdir(root / name / "images")):
                 stem, suffix = os.path.splitext(file)

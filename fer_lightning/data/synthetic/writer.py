@@ -19,7 +19,7 @@ from fer_lightning.data.synthetic.labels import (
 from fer_lightning.data.synthetic.render import render_face
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import write_text_atomic
-from fer_lightning.labels import EXPRESSION_NAMES, SUBSETS
+from fer_lightning.labels import AFFECTNET_SUBSETS, EXPRESSION_NAMES, SUBSETS
 
 FORMAT_VERSION = 1
 MANIFEST = "synthetic.json"
@@ -73,7 +73,7 @@ def _write_json(path: Path, content: dict) -> None:
 def _clear(root: Path) -> None:
     """Remove a previous synthetic dataset, refusing to touch data this module did not write."""
     ours = (root / MANIFEST).exists() or (root / PARTIAL_MARKER).exists()
-    present = [root / s for s in SUBSETS if (root / s).exists()]
+    present = [root / s for s in AFFECTNET_SUBSETS if (root / s).exists()]
     if present and not ours:
         raise ConfigError(
             f"{root} already holds {present[0].name}/ not written by the synthetic generator; "
