@@ -1,0 +1,94 @@
+"""MultiTaskModule end to end on samples whose valence and arousal were not annotated (NaN, as
+the dataset readers leave them): it trains, and the reports leave those labels out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_lightning.data.dataset import AffectNetDataset
+from fer_lightning.errors import ConfigError
+from fer_lightning.train import train
+from tests.conftest import tiny_overrides
+
+SHORT = [
+    "model=tnet",
+    "trainer.max_epochs=1",
+    "++trainer.limit_train_batches=2",
+    "++trainer.limit_val_batches=1",
+    "++trainer.limit_test_batches=2",
+]
+
+
+@pytest.fixture
+def unannotated(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[int], np.ndarray]], None]:
+    """Makes every dataset built afterwards lack valence and arousal (NaN) where `rows(n)` is
+    True: a stand-in for a reader of a dataset without them."""
+
+    def patch(rows: Callable[[int], np.ndarray]) -> None:
+        original = AffectNetDataset.__init__
+
+        def init(self: AffectNetDataset, *args, **kwargs) -> None:
+            original(self, *args, **kwargs)
+            self.va[rows(len(self.va))] = np.nan
+
+        monkeypatch.setattr(AffectNetDataset, "__init__", init)
+
+    return patch
+
+
+def _run(compose_config, tiny_dataset: Path, *extra: str) -> Path:
+    cfg = compose_config("train", [*tiny_overrides(tiny_dataset), *SHORT, *extra])
+    train(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+def test_without_va_labels_it_trains_the_expression_and_reports_no_va(
+    compose_config, tiny_dataset, unannotated
+):
+    unannotated(lambda n: np.ones(n, dtype=bool))
+    run = _run(compose_config, tiny_dataset)
+    metrics = json.loads((run / "results" / "metrics.json").read_text())
+    assert "test/acc" in metrics and all(np.isfinite(list(metrics.values())))
+    assert not [key for key in metrics if "valence" in key or "arousal" in key]
+    predictions = pd.read_csv(run / "results" / "predictions.csv")
+    assert predictions[["true_valence", "true_arousal"]].isna().all().all()
+    assert predictions[["pred_valence", "pred_arousal"]].notna().all().all()
+    intervals = pd.read_csv(run / "results" / "metrics_ci.csv")
+    assert not intervals["metric"].str.contains("valence|arousal").any()
+    assert not (run / "results" / "valence_arousal.png").exists()
+    logged = pd.read_csv(run / "csv" / "metrics.csv")
+    counts = logged[["train/n_expression", "train/n_valence", "train/n_arousal"]].dropna()
+    assert counts.iloc[-1].tolist() == [32, 0, 0]  # two batches of 16
+    assert np.isfinite(logged["train/loss_epoch"].dropna()).all()
+
+
+def test_va_metrics_are_those_of_the_labelled_samples(compose_config, tiny_dataset, unannotated):
+    unannotated(lambda n: np.arange(n) % 3 == 0)
+    run = _run(compose_config, tiny_dataset)
+    metrics = json.loads((run / "results" / "metrics.json").read_text())
+    frame = pd.read_csv(run / "results" / "predictions.csv")
+    labelled = frame.dropna(subset=["true_valence"])
+    assert 0 < len(labelled) < len(frame)
+    for dimension in ("valence", "arousal"):
+        t = labelled[f"true_{dimension}"].to_numpy()
+        q = labelled[f"pred_{dimension}"].to_numpy()
+        cov = np.cov(t, q, bias=True)[0, 1]
+        ccc = 2 * cov / (t.var() + q.var() + (t.mean() - q.mean()) ** 2)
+        assert metrics[f"test/{dimension}_rmse"] == pytest.approx(np.sqrt(np.mean((t - q) ** 2)))
+        assert metrics[f"test/{dimension}_ccc"] == pytest.approx(ccc, abs=1e-6)
+    logged = pd.read_csv(run / "csv" / "metrics.csv")
+    assert 0 < logged["train/n_valence"].dropna().iloc[-1] < 32  # two shuffled batches of 16
+
+
+def test_monitoring_a_va_metric_without_va_labels_is_a_config_error(
+    compose_config, tiny_dataset, unannotated
+):
+    unannotated(lambda n: np.ones(n, dtype=bool))
+    with pytest.raises(ConfigError, match="no validation sample has valence/arousal labels"):
+        _run(compose_config, tiny_dataset, "callbacks.monitor.metric=val/valence_ccc")
