@@ -13,6 +13,7 @@ import pytest
 
 from fer_lightning.data.dataset import AffectNetDataset
 from fer_lightning.errors import ConfigError
+from fer_lightning.module import MultiTaskModule
 from fer_lightning.train import train
 from tests.conftest import tiny_overrides
 
@@ -92,3 +93,11 @@ def test_monitoring_a_va_metric_without_va_labels_is_a_config_error(
     unannotated(lambda n: np.ones(n, dtype=bool))
     with pytest.raises(ConfigError, match="no validation sample has valence/arousal labels"):
         _run(compose_config, tiny_dataset, "callbacks.monitor.metric=val/valence_ccc")
+
+
+def test_a_network_of_fewer_classes_than_the_data_is_refused(compose_config):
+    module = MultiTaskModule.from_config(compose_config("train", ["model=tnet", "data.classes=7"]))
+    module.score_shared_classes(7)
+    assert module.scored_classes is None
+    with pytest.raises(ConfigError, match="knows 7 expression classes, the data has 8"):
+        module.score_shared_classes(8)

@@ -113,6 +113,12 @@ def device_description(trainer: pl.Trainer) -> str:
     return f"{trainer.num_devices} x {name}" if trainer.num_devices > 1 else name
 
 
+def dataset_name(data: Mapping[str, Any]) -> str:
+    """What names a data config's dataset in experiment.csv and the cross-dataset matrix: its
+    `name` if it has one, else the last folder of its root (`Dataset/synthetic` -> `synthetic`)."""
+    return str(data.get("name") or Path(str(data.get("root", ""))).name)
+
+
 def _class_name(target: str | None) -> str:
     return target.rsplit(".", 1)[-1] if target else "none"
 
@@ -130,11 +136,16 @@ def experiment_row(
     split: str = "test",
     tta: str | None = None,
     checkpoint: str = "",
+    test_data: Mapping[str, Any] | None = None,
+    scored_classes: int | None = None,
 ) -> dict[str, Any]:
     """One row of experiment.csv, from a run's resolved config (plain containers).
 
     `epochs`, `best_val_acc`, `best_val_epoch` and `training_s` come from the epoch history, so they
     count every epoch of a resumed run; `duration_s` is this command's wall time only.
+    `train_data` names the dataset the network was trained on, `test_data` the one it was scored
+    on (`test_data`, another dataset's config, for cross-dataset eval; the training data by
+    default), and `scored_classes` how many expression classes it was scored on.
     """
     data, loss = config.get("data", {}), config.get("loss", {})
     loss_weights = loss.get("weights", {})
@@ -151,6 +162,9 @@ def experiment_row(
         "batch_size": data.get("batch_size", ""),
         "image_size": data.get("image_size", ""),
         "classes": data.get("classes", ""),
+        "train_data": dataset_name(data),
+        "test_data": dataset_name(test_data if test_data is not None else data),
+        "scored_classes": scored_classes or data.get("classes", ""),
         "loss": _class_name(loss.get("_target_")),
         "regression_loss": loss.get("regression", ""),
         "loss_weight_expression": loss_weights.get("expression", ""),
