@@ -13,12 +13,14 @@ many samples were labelled.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import Metric
 
 from fer_lightning.errors import ConfigError
 
@@ -72,6 +74,30 @@ def labelled(target: Tensor) -> tuple[Tensor, Tensor]:
     samples as 0/1 weights: a masked sample then adds exactly 0 to the loss and its gradient."""
     mask = torch.isfinite(target)
     return torch.where(mask, target, torch.zeros_like(target)), mask.to(torch.float32)
+
+
+class LabelledMean(Metric):
+    """The epoch mean of a masked task's batch losses, each weighted by its labelled count: the
+    mean over the epoch's labelled samples, NaN for an epoch without any.
+
+    Not torchmetrics' MeanMetric: its NaN check waits for the device at every step, and with the
+    check disabled (torchmetrics 1.9) it ignores the weights.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, value: Tensor, count: Tensor) -> None:
+        """Add one batch's mean loss over its `count` labelled samples."""
+        self.total = self.total + value.float() * count
+        self.count = self.count + count
+
+    def compute(self) -> Tensor:
+        return torch.where(self.count > 0, self.total / self.count, math.nan)
 
 
 # c_t of the uncertainty weighting: 1 for the classification likelihood, 1/2 for the Gaussian one.

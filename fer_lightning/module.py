@@ -19,11 +19,10 @@ import torch.distributed as dist
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fer_lightning.errors import ConfigError
-from fer_lightning.losses import MultiTaskLoss
+from fer_lightning.losses import LabelledMean, MultiTaskLoss
 from fer_lightning.metrics.suite import MultiTaskMetrics
 from fer_lightning.models import MultiTaskNet
 from fer_lightning.models.finetune import (
@@ -154,13 +153,8 @@ class MultiTaskModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = MultiTaskMetrics(num_classes)
         self.test_metrics = MultiTaskMetrics(num_classes)
-        # Weighted by each batch's labelled count; "disable": a NaN check would sync every step.
         self.masked_losses = nn.ModuleDict(
-            {
-                f"{stage}_{task}": MeanMetric(nan_strategy="disable")
-                for stage in STAGES
-                for task in MASKED_TASKS
-            }
+            {f"{stage}_{task}": LabelledMean() for stage in STAGES for task in MASKED_TASKS}
         )
         # Expression classes scored at test (None: all the network's), see `score_shared_classes`.
         self.scored_classes: int | None = None

@@ -15,6 +15,7 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.losses import (
     LIKELIHOOD_SCALES,
     TASKS,
+    LabelledMean,
     MultiTaskLoss,
     UncertaintyWeightedLoss,
     ccc_loss,
@@ -287,3 +288,12 @@ def test_a_mixed_batch_averages_the_va_loss_over_its_labelled_samples(name):
     parts["valence"].backward()
     assert torch.equal(va_pred.grad[unlabelled], torch.zeros(int(unlabelled.sum()), 2))
     assert va_pred.grad[labelled, 0].abs().min() > 0
+
+
+def test_the_epoch_va_loss_is_the_mean_over_labelled_samples():
+    mean = LabelledMean()
+    mean.update(torch.tensor(0.0), torch.tensor(0.0))  # a batch without labels
+    assert torch.isnan(mean.compute())
+    mean.update(torch.tensor(2.0), torch.tensor(3.0))
+    mean.update(torch.tensor(1.0), torch.tensor(1.0))
+    assert mean.compute().item() == pytest.approx((2.0 * 3 + 1.0) / 4)

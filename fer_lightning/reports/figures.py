@@ -118,6 +118,11 @@ def seeded_rows(frame: pd.DataFrame, count: int) -> np.ndarray:
     return np.sort(rng.choice(len(frame), size=min(count, len(frame)), replace=False))
 
 
+def _signed(value: float) -> str:
+    """A valence or arousal label for a title; `-` where the sample has none (NaN)."""
+    return f"{value:+.2f}" if np.isfinite(value) else "-"
+
+
 def plot_examples(frame: pd.DataFrame, class_names: Sequence[str], path: Path, title: str) -> Path:
     """A 4x4 grid of test faces, true and predicted expression and valence/arousal under each;
     green where the expression is right, red where wrong."""
@@ -137,8 +142,8 @@ def plot_examples(frame: pd.DataFrame, class_names: Sequence[str], path: Path, t
             ax.imshow(image, interpolation="nearest")
         true, pred = int(sample["true_expression"]), int(sample["pred_expression"])
         ax.set_title(
-            f"true {class_names[true]}  v {sample['true_valence']:+.2f} "
-            f"a {sample['true_arousal']:+.2f}\n"
+            f"true {class_names[true]}  v {_signed(sample['true_valence'])} "
+            f"a {_signed(sample['true_arousal'])}\n"
             f"pred {class_names[pred]}  v {sample['pred_valence']:+.2f} "
             f"a {sample['pred_arousal']:+.2f}",
             fontsize=8,
