@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -65,3 +67,16 @@ def test_two_runs_of_one_pair_or_no_runs_are_config_errors(tmp_path):
         main([f"runs=[{tmp_path / 'empty'}]"])
     with pytest.raises(ConfigError, match="at least one"):
         main([])
+
+
+def test_the_command_refuses_a_missing_directory_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_lightning.reports.cross", f"runs=[{tmp_path / 'gone'}]"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"error: {tmp_path / 'gone'} is not a directory: give run or sweep directories\n"
+    )
+    assert not (tmp_path / "cross_dataset.csv").exists()

@@ -27,7 +27,6 @@ import pandas as pd
 from fer_lightning.cli import parse_key_values, run_command
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import atomic_write
-from fer_lightning.reports.figures import plot_cross_dataset
 
 DEFAULTS = {"runs": [], "output": "cross_dataset.csv"}
 EXAMPLE = "runs=[outputs/eval/multirun/2026-01-01_12-00-00,outputs/train/runs/default]"
@@ -119,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(cfg["output"])
     with atomic_write(output, "w", newline="") as handle:
         table.to_csv(handle, index=False, float_format="%.6g")
+    # Imported here: figures import torch, which a mistyped argument's error needs not.
+    from fer_lightning.reports.figures import plot_cross_dataset
+
     figure = plot_cross_dataset(table, output.with_suffix(".png"))
     print(format_matrix(table))
     print(f"written to {output} and {figure}")
