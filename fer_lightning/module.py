@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.losses import LabelledMean, MultiTaskLoss
+from fer_lightning.metrics.sources import SourceMetrics
 from fer_lightning.metrics.suite import MultiTaskMetrics
 from fer_lightning.models import MultiTaskNet
 from fer_lightning.models.finetune import (
@@ -279,10 +280,11 @@ class MultiTaskModule(pl.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return losses["loss"]
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         losses, logits, va = self._step(batch, self.scored_net)
         self._log_losses("val", losses, on_step=False)
         self.val_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
+        return {"logits": logits.float(), "va": va.float()}  # for SourceMetrics
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
@@ -294,7 +296,7 @@ class MultiTaskModule(pl.LightningModule):
         self.log("val/acc", metrics.pop("acc"), prog_bar=True)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         losses, logits, va = self._step(batch, self.scored_net)
         if self.tta == "flip":
             flipped_logits, flipped_va = self.scored_net(self._images(batch).flip(-1))
@@ -312,6 +314,7 @@ class MultiTaskModule(pl.LightningModule):
                 "va_pred": va.float().detach(),
             }
         )
+        return {"logits": logits.float(), "va": va.float()}
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = []
@@ -329,6 +332,11 @@ class MultiTaskModule(pl.LightningModule):
             "outputs": gather_outputs(local),
         }
         self._test_outputs = []
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The metrics per source of a joint run (`data=multi`), whose datamodule names them."""
+        names = getattr(getattr(self.trainer, "datamodule", None), "source_names", None)
+        return [SourceMetrics(names)] if names else []
 
     def on_train_start(self) -> None:
         self._apply_freeze(announce=True)

@@ -115,7 +115,10 @@ def device_description(trainer: pl.Trainer) -> str:
 
 def dataset_name(data: Mapping[str, Any]) -> str:
     """What names a data config's dataset in experiment.csv and the cross-dataset matrix: its
-    `name` if it has one, else the last folder of its root (`Dataset/synthetic` -> `synthetic`)."""
+    `name` if it has one, else the last folder of its root (`Dataset/synthetic` -> `synthetic`);
+    a joint run's, its sources' names joined by `+`."""
+    if isinstance(data.get("sources"), Mapping):
+        return "+".join(data["sources"])
     return str(data.get("name") or Path(str(data.get("root", ""))).name)
 
 
@@ -211,7 +214,9 @@ def write_reports(
     intervals = None
     if frame is not None:
         settings = {"resamples": DEFAULT_RESAMPLES, "seed": 0, **(bootstrap or {})}
-        intervals = intervals_frame(frame, metrics, prefix, **settings)
+        # The pooled metrics: a joint run's per-source `<source>/<name>` get no interval.
+        pooled = {name: value for name, value in metrics.items() if "/" not in name}
+        intervals = intervals_frame(frame, pooled, prefix, **settings)
         intervals.to_csv(results_dir / INTERVALS_CSV, index=False, float_format=REPORT_FLOAT_FORMAT)
         names = [f"{prefix}/{name}" for name in reported(metrics)]
         log.info(
