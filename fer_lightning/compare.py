@@ -70,7 +70,11 @@ def comparison_table(argv: Sequence[str]) -> tuple[pd.DataFrame, dict, int]:
     if prefix_a != prefix_b:
         raise ConfigError(f"run A scored the {prefix_a} split and run B the {prefix_b} split")
     frame_b = aligned(frame_a, frame_b)
-    values = [{name: m[f"{prefix_a}/{name}"] for name in SUITE} for m in (metrics_a, metrics_b)]
+    # Valence and arousal only where both runs' samples had those labels (metrics.json has them).
+    names = [
+        name for name in SUITE if all(f"{prefix_a}/{name}" in m for m in (metrics_a, metrics_b))
+    ]
+    values = [{name: m[f"{prefix_a}/{name}"] for name in names} for m in (metrics_a, metrics_b)]
     rows = paired_rows(
         scored_from_frame(frame_a), scored_from_frame(frame_b), *values,
         resamples=cfg["resamples"], seed=cfg["seed"],

@@ -13,7 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
 from fer_lightning.finish import Started, write_results
+from fer_lightning.labels import EXPRESSION_NAMES
 from fer_lightning.module import TTA_MODES, MultiTaskModule
+from fer_lightning.reports.results import dataset_name
 from fer_lightning.runs.checkpoints import CHECKPOINT_DIR, load_checkpoint
 from fer_lightning.runs.fault_tolerance import FaultTolerance
 from fer_lightning.runs.history import checkpoint_history
@@ -50,8 +52,30 @@ def _data_config(cfg: DictConfig, trained_size: int) -> dict:
     return data
 
 
+def _score_shared_classes(module: MultiTaskModule, classes: int) -> None:
+    """A network of more classes than the data (8 on a 7-class dataset) is scored on the classes
+    they share, the first `classes` codes, and says so; fewer is a ConfigError."""
+    module.score_shared_classes(classes)
+    trained = module.net.num_classes
+    if classes < trained:
+        left_out = ", ".join(EXPRESSION_NAMES[classes:trained])
+        log.info(
+            "the checkpoint's network has %d expression classes, the data %d: scoring on the %d "
+            "shared classes (%s left out; experiment.csv's scored_classes says %d)",
+            trained,
+            classes,
+            classes,
+            left_out,
+            classes,
+        )
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Tests `cfg.ckpt_path` on `cfg.split` and writes `results/` into `cfg.paths.output_dir`.
+
+    With a data group (`data=...`) it scores the checkpoint on that dataset instead, in the
+    canonical codes its reader maps to: cross-dataset evaluation (`reports.cross` gathers the
+    matrix). A network of more classes than that data is scored on the classes they share.
 
     metrics.json's keys are `<split>/<name>`, so scores of the validation split are never
     mistaken for test scores.
@@ -62,15 +86,24 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     module = MultiTaskModule.from_checkpoint(checkpoint, tta=cfg.tta)
     module.test_split = cfg.split
     # The data the checkpoint was trained on, unless the command chose other data.
+    test_data = None
     if cfg.get("data"):
         trained_size, _ = stored_input(checkpoint["fer_config"])
-        datamodule = instantiate(_data_config(cfg, trained_size))
+        test_data = _data_config(cfg, trained_size)
+        datamodule = instantiate(test_data)
+        log.info(
+            "scoring the network trained on %s on the %s split of %s",
+            dataset_name(checkpoint["fer_config"].get("data", {})),
+            cfg.split,
+            dataset_name(test_data),
+        )
     else:
         datamodule = stored_datamodule(checkpoint["fer_config"])
         record = split_record_of(cfg.ckpt_path)
         if record.is_file():
             datamodule.split_file = record  # the samples that run was trained and tested on
     datamodule.test_split = cfg.split
+    _score_shared_classes(module, datamodule.num_classes)
     pl.seed_everything(cfg.seed, workers=True)  # after the checks of the checkpoint: it logs
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -92,6 +125,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         checkpoint=str(cfg.ckpt_path),
         split=cfg.split,
         tta=cfg.tta,
+        test_data=test_data,
     )
 
 

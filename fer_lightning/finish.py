@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 
@@ -41,8 +42,10 @@ def write_results(
     checkpoint: str,
     split: str = "test",
     tta: str | None = None,
+    test_data: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Writes `run_dir/results/` from a module that `trainer` has just tested on `split`.
+    """Writes `run_dir/results/` from a module that `trainer` has just tested on `split`;
+    `test_data` is the data config it was tested on when that is not its training data's.
 
     Only the global-zero process writes; every process returns the test metrics (keys without the
     `<split>/` prefix that metrics.json gives them, docs/metrics.md).
@@ -60,6 +63,8 @@ def write_results(
             split=split,
             tta=tta,
             checkpoint=checkpoint,
+            test_data=test_data,
+            scored_classes=len(datamodule.class_names),
         )
         write_reports(
             module.test_results,

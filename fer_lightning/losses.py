@@ -3,38 +3,101 @@
 Two ways to combine the three task losses: fixed weights (`MultiTaskLoss`, the original project's
 0.9/0.05/0.05 and the `equal`/`ccc` groups), or weights learned from each task's uncertainty
 (`UncertaintyWeightedLoss`, the `uncertainty` group).
+
+Masked tasks: a sample whose valence and arousal were not annotated (RAF-DB, FER2013, a manifest
+row without them) carries NaN there (docs/data.md). Each regression averages over the labelled
+samples of the batch only, and a batch without any gives its V/A head exactly zero gradient. The
+masks are arithmetic, not boolean indexing, so the loss never waits for the device to learn how
+many samples were labelled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import Metric
 
 from fer_lightning.errors import ConfigError
 
 TASKS = ("expression", "valence", "arousal")
 
 
-def ccc_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """(1 - CCC) / 2: in [0, 1], and unlike MSE it rewards matching the spread of the labels."""
+def ccc_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """(1 - CCC) / 2: in [0, 1], and unlike MSE it rewards matching the spread of the labels.
+
+    With `weight` (1 for a labelled sample, 0 for an unlabelled one) the moments are those of the
+    labelled samples; with none labelled the loss is 0.
+    """
     pred, target = pred.float(), target.float()
-    pred_mean, target_mean = pred.mean(), target.mean()
-    covariance = ((pred - pred_mean) * (target - target_mean)).mean()
-    denominator = pred.var(unbiased=False) + target.var(unbiased=False)
+    weight = torch.ones_like(pred) if weight is None else weight
+    count = weight.sum()
+    n = count.clamp_min(1)
+
+    def mean(values: Tensor) -> Tensor:
+        return (weight * values).sum() / n
+
+    pred_mean, target_mean = mean(pred), mean(target)
+    covariance = mean((pred - pred_mean) * (target - target_mean))
+    denominator = mean((pred - pred_mean) ** 2) + mean((target - target_mean) ** 2)
     denominator = denominator + (pred_mean - target_mean) ** 2
-    return (1 - 2 * covariance / denominator.clamp_min(1e-8)) / 2
+    loss = (1 - 2 * covariance / denominator.clamp_min(1e-8)) / 2
+    return torch.where(count > 0, loss, torch.zeros_like(loss))
+
+
+def _elementwise(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """A per-sample loss averaged over the samples whose `weight` is 1 (0 with none)."""
+
+    def loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        values = function(pred, target, reduction="none")
+        if weight is None:
+            return values.mean()
+        return (values * weight).sum() / weight.sum().clamp_min(1)
+
+    return loss
 
 
 REGRESSION_LOSSES = {
-    "mse": F.mse_loss,
-    "l1": F.l1_loss,
-    "smooth_l1": F.smooth_l1_loss,
+    "mse": _elementwise(F.mse_loss),
+    "l1": _elementwise(F.l1_loss),
+    "smooth_l1": _elementwise(F.smooth_l1_loss),
     "ccc": ccc_loss,
 }
+
+
+def labelled(target: Tensor) -> tuple[Tensor, Tensor]:
+    """The regression targets with NaN (not annotated) replaced by 0, and the mask of labelled
+    samples as 0/1 weights: a masked sample then adds exactly 0 to the loss and its gradient."""
+    mask = torch.isfinite(target)
+    return torch.where(mask, target, torch.zeros_like(target)), mask.to(torch.float32)
+
+
+class LabelledMean(Metric):
+    """The epoch mean of a masked task's batch losses, each weighted by its labelled count: the
+    mean over the epoch's labelled samples, NaN for an epoch without any.
+
+    Not torchmetrics' MeanMetric: its NaN check waits for the device at every step, and with the
+    check disabled (torchmetrics 1.9) it ignores the weights.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, value: Tensor, count: Tensor) -> None:
+        """Add one batch's mean loss over its `count` labelled samples."""
+        self.total = self.total + value.float() * count
+        self.count = self.count + count
+
+    def compute(self) -> Tensor:
+        return torch.where(self.count > 0, self.total / self.count, math.nan)
 
 
 # c_t of the uncertainty weighting: 1 for the classification likelihood, 1/2 for the Gaussian one.
@@ -48,6 +111,10 @@ class MultiTaskLoss(nn.Module):
     loss groups) filled from the training split at fit time (never typed in, as the original's
     were), so they travel inside every checkpoint. `label_smoothing` is CE's own (PyTorch's
     `cross_entropy`: the target is (1 - e) one-hot + e / num_classes uniform).
+
+    Besides the losses, `forward` returns `n_<task>`: how many samples of the batch had that
+    task's label (as tensors, so counting costs no host sync); `combine` leaves out the terms of a
+    task that no sample of the batch had.
     """
 
     def __init__(
@@ -81,14 +148,19 @@ class MultiTaskLoss(nn.Module):
     def set_class_weights(self, weights: Tensor) -> None:
         self.class_weights.copy_(torch.as_tensor(weights, dtype=self.class_weights.dtype))
 
-    def combine(self, parts: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The total from the per-task losses; subclasses may add entries worth logging."""
+    def combine(
+        self, parts: Mapping[str, Tensor], present: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """The total from the per-task losses (0 for a task no sample had, so it adds nothing);
+        `present` is 1 for each task some sample of the batch had, else 0. Subclasses may add
+        entries worth logging."""
         return {"loss": sum(self.weights[t] * parts[t] for t in TASKS)}
 
     def forward(
         self, logits: Tensor, va_pred: Tensor, expression: Tensor, va_target: Tensor
     ) -> dict[str, Tensor]:
         class_weights = self.class_weights if self.class_weighted else None
+        target, mask = labelled(va_target.float())
         parts = {
             "expression": F.cross_entropy(
                 logits.float(),
@@ -96,10 +168,17 @@ class MultiTaskLoss(nn.Module):
                 weight=class_weights,
                 label_smoothing=self.label_smoothing,
             ),
-            "valence": self.regression(va_pred[:, 0].float(), va_target[:, 0]),
-            "arousal": self.regression(va_pred[:, 1].float(), va_target[:, 1]),
+            "valence": self.regression(va_pred[:, 0].float(), target[:, 0], mask[:, 0]),
+            "arousal": self.regression(va_pred[:, 1].float(), target[:, 1], mask[:, 1]),
         }
-        return {**parts, **self.combine(parts)}
+        counts = {
+            "expression": mask.new_full((), float(expression.numel())),
+            "valence": mask[:, 0].sum(),
+            "arousal": mask[:, 1].sum(),
+        }
+        present = {task: (count > 0).float() for task, count in counts.items()}
+        sizes = {f"n_{task}": count for task, count in counts.items()}
+        return {**parts, **self.combine(parts, present), **sizes}
 
 
 class UncertaintyWeightedLoss(MultiTaskLoss):
@@ -126,12 +205,16 @@ class UncertaintyWeightedLoss(MultiTaskLoss):
         super().__init__(*args, **kwargs)
         self.log_vars = nn.Parameter(torch.full((len(TASKS),), float(init_log_var)))
 
-    def combine(self, parts: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def combine(
+        self, parts: Mapping[str, Tensor], present: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
         precision = torch.exp(-self.log_vars)
         combined: dict[str, Tensor] = {}
         total = self.log_vars.new_zeros(())
         for i, task in enumerate(TASKS):
             weight = self.weights[task] * LIKELIHOOD_SCALES[task] * precision[i]
-            total = total + weight * parts[task] + self.weights[task] * self.log_vars[i] / 2
+            # Without the task's labels its s_t / 2 would fall without bound: it is left out too.
+            regulariser = present[task] * self.weights[task] * self.log_vars[i] / 2
+            total = total + weight * parts[task] + regulariser
             combined[f"weight_{task}"] = weight.detach()
         return {"loss": total, **combined}

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from fer_lightning.errors import ConfigError
-from fer_lightning.losses import MultiTaskLoss
+from fer_lightning.losses import LabelledMean, MultiTaskLoss
+from fer_lightning.metrics.sources import SourceMetrics
 from fer_lightning.metrics.suite import MultiTaskMetrics
 from fer_lightning.models import MultiTaskNet
 from fer_lightning.models.finetune import (
@@ -32,6 +33,7 @@ from fer_lightning.models.finetune import (
     set_backbone_trainable,
 )
 from fer_lightning.runs.ema import WeightAverage
+from fer_lightning.runs.guards import require_dimension_monitors
 from fer_lightning.runs.stored_config import stored_ema_decay, stored_loss, stored_net
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ NET_PREFIX = "net."
 EMA_PREFIX = "ema.net."
 # Test-time augmentations: none, or "flip" (average with the mirrored image's prediction).
 TTA_MODES = (None, "flip")
+# The tasks whose labels a sample may lack (NaN): their epoch losses average labelled samples.
+MASKED_TASKS = ("valence", "arousal")
+STAGES = ("train", "val", "test")
 
 
 def gather_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -149,6 +154,11 @@ class MultiTaskModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = MultiTaskMetrics(num_classes)
         self.test_metrics = MultiTaskMetrics(num_classes)
+        self.masked_losses = nn.ModuleDict(
+            {f"{stage}_{task}": LabelledMean() for stage in STAGES for task in MASKED_TASKS}
+        )
+        # Expression classes scored at test (None: all the network's), see `score_shared_classes`.
+        self.scored_classes: int | None = None
         self.tta = tta
         self.test_split = "test"
         self.test_results: dict[str, Any] = {}
@@ -221,9 +231,38 @@ class MultiTaskModule(pl.LightningModule):
         losses = self.loss(logits, va, batch["expression"], batch["va"])
         return losses, logits, va
 
+    def score_shared_classes(self, classes: int) -> None:
+        """Test on the first `classes` expression codes only (an 8-class network on a 7-class
+        dataset): the argmax, probabilities and metrics leave out the other classes' logits."""
+        if classes > self.net.num_classes:
+            raise ConfigError(
+                f"the checkpoint's network knows {self.net.num_classes} expression classes, the "
+                f"data has {classes}: set data.classes={self.net.num_classes}"
+            )
+        if classes < self.net.num_classes:
+            self.scored_classes = classes
+            self.test_metrics = MultiTaskMetrics(classes)
+
     def _log_losses(self, stage: str, losses: dict[str, Tensor], on_step: bool) -> None:
+        """Each loss's epoch mean, and `<stage>/n_<task>`, how many samples had that task's
+        label in the epoch (summed over ranks)."""
         for name, value in losses.items():
+            if name.startswith("n_"):
+                self.log(
+                    f"{stage}/{name}",
+                    value,
+                    on_step=False,
+                    on_epoch=True,
+                    reduce_fx="sum",
+                    sync_dist=True,
+                )
+                continue
             key = f"{stage}/loss" if name == "loss" else f"{stage}/loss_{name}"
+            if name in MASKED_TASKS:
+                mean = self.masked_losses[f"{stage}_{name}"]
+                mean.update(value.detach(), losses[f"n_{name}"])
+                self.log(key, mean, on_step=False, on_epoch=True)
+                continue
             self.log(
                 key,
                 value,
@@ -241,24 +280,29 @@ class MultiTaskModule(pl.LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return losses["loss"]
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         losses, logits, va = self._step(batch, self.scored_net)
         self._log_losses("val", losses, on_step=False)
         self.val_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
+        return {"logits": logits.float(), "va": va.float()}  # for SourceMetrics
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.val_metrics.compute()
         self.val_metrics.reset()
         self.val_results = {f"val/{k}": float(v) for k, v in metrics.items()}
+        if not self.trainer.sanity_checking:
+            require_dimension_monitors(self.trainer, set(self.val_results))
         # compute() has already gathered every rank's samples: the values need no further sync.
         self.log("val/acc", metrics.pop("acc"), prog_bar=True)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()})
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         losses, logits, va = self._step(batch, self.scored_net)
         if self.tta == "flip":
             flipped_logits, flipped_va = self.scored_net(self._images(batch).flip(-1))
             logits, va = (logits + flipped_logits) / 2, (va + flipped_va) / 2
+        if self.scored_classes is not None:
+            logits = logits[:, : self.scored_classes]
         self._log_losses(self.test_split, losses, on_step=False)
         self.test_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
         self._test_outputs.append(
@@ -270,6 +314,7 @@ class MultiTaskModule(pl.LightningModule):
                 "va_pred": va.float().detach(),
             }
         )
+        return {"logits": logits.float(), "va": va.float()}
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = []
@@ -287,6 +332,11 @@ class MultiTaskModule(pl.LightningModule):
             "outputs": gather_outputs(local),
         }
         self._test_outputs = []
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The metrics per source of a joint run (`data=multi`), whose datamodule names them."""
+        names = getattr(getattr(self.trainer, "datamodule", None), "source_names", None)
+        return [SourceMetrics(names)] if names else []
 
     def on_train_start(self) -> None:
         self._apply_freeze(announce=True)

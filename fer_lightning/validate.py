@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -148,12 +147,12 @@ def check_monitor(cfg: DictConfig) -> None:
 
 
 def monitored_names(num_classes: int) -> set[str]:
-    """Every validation value the module logs: its losses and the metric suite's names."""
-    from fer_lightning.metrics.suite import MultiTaskMetrics
+    """Every validation value the module logs: its losses and the metric suite's names (the
+    valence/arousal ones only where the validation split has those labels)."""
+    from fer_lightning.metrics.classification import per_class_keys
+    from fer_lightning.metrics.suite import SUITE
 
-    with warnings.catch_warnings():  # torchmetrics warns of a compute() before any update()
-        warnings.simplefilter("ignore")
-        metrics = MultiTaskMetrics(num_classes).compute()
+    metrics = [*SUITE, *per_class_keys(num_classes)]
     return {"val/loss", *(f"val/loss_{task}" for task in TASKS), *(f"val/{k}" for k in metrics)}
 
 

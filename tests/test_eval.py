@@ -186,3 +186,44 @@ def test_sigterm_while_evaluating_exits_with_its_status_and_writes_no_results(
     assert "stopped by SIGTERM while testing, before results/ was written" in caplog.text
     assert not (tmp_path / "run" / "results").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_eval_scores_another_dataset_on_the_shared_classes_and_the_matrix_gathers_it(
+    trained_run, tiny_dataset, tmp_path, caplog
+):
+    """The 8-class network of `trained_run` on a second synthetic dataset (another seed and
+    size) read as 7-class data: scored on the 7 shared classes, and saying so."""
+    other = tmp_path / "other"
+    data = [
+        "data=synthetic",
+        f"data.root={other}",
+        "data.synthetic.train_size=120",
+        "data.synthetic.val_size=32",
+        "data.synthetic.image_size=32",
+        "data.synthetic.seed=1",
+        "data.classes=7",
+        "data.num_workers=0",
+        "data.batch_size=16",
+    ]
+    with caplog.at_level("INFO", logger="fer_lightning.eval"):
+        _, results = evaluated(trained_run, tmp_path / "eval", *data)
+    assert "scoring on the 7 shared classes (Contempt left out" in caplog.text
+    experiment = pd.read_csv(results / "experiment.csv").iloc[0]
+    assert (experiment["train_data"], experiment["test_data"]) == (tiny_dataset.name, "other")
+    assert (experiment["classes"], experiment["scored_classes"]) == (8, 7)
+    predictions = pd.read_csv(results / "predictions.csv")
+    assert predictions["path"].str.startswith(str(other)).all()
+    assert [c for c in predictions if c.startswith("prob_")] == [f"prob_{k}" for k in range(7)]
+    assert predictions["pred_expression"].max() < 7
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert "test/f1_6" in metrics and "test/f1_7" not in metrics
+
+    from fer_lightning.reports.cross import main
+
+    output = tmp_path / "cross.csv"
+    main([f"runs=[{trained_run},{tmp_path / 'eval'}]", f"output={output}"])
+    table = pd.read_csv(output)
+    assert table["test_data"].tolist() == sorted([tiny_dataset.name, "other"])
+    assert table.set_index("test_data").loc["other", "acc"] == pytest.approx(
+        metrics["test/acc"], abs=1e-6
+    )

@@ -15,6 +15,7 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.losses import (
     LIKELIHOOD_SCALES,
     TASKS,
+    LabelledMean,
     MultiTaskLoss,
     UncertaintyWeightedLoss,
     ccc_loss,
@@ -239,3 +240,60 @@ def test_label_smoothing_mixes_the_one_hot_target_with_the_uniform_one():
     torch.testing.assert_close(got, expected)
     with pytest.raises(ConfigError, match="label_smoothing"):
         MultiTaskLoss({"expression": 1.0}, num_classes=8, label_smoothing=1.0)
+
+
+def _unlabelled(va: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+    """`va` with the valence and arousal of `rows` not annotated (NaN), as readers leave them."""
+    va = va.clone()
+    va[rows] = float("nan")
+    return va
+
+
+@pytest.mark.parametrize("group", LOSS_GROUPS)
+def test_a_batch_without_va_labels_gives_the_va_head_no_gradient(compose_config, group):
+    torch.manual_seed(0)
+    module = _module(compose_config, group)
+    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    expression = torch.arange(8) % 8
+    va = torch.full((8, 2), float("nan"))
+    logits, va_pred = module(images)
+    parts = module.loss(logits, va_pred, expression, va)
+    parts["loss"].backward()
+    assert torch.isfinite(parts["loss"])
+    assert parts["valence"] == 0 and parts["arousal"] == 0
+    assert [parts[f"n_{task}"].item() for task in TASKS] == [8, 0, 0]
+    va_grads = [p.grad for p in module.net.va_head.parameters()]
+    assert all(g is None or torch.equal(g, torch.zeros_like(g)) for g in va_grads)
+    expression_grads = [p.grad for p in module.net.expression_head.parameters()]
+    assert any(g.abs().sum() > 0 for g in expression_grads)
+    if group == "uncertainty":  # nor do the learned weights of the absent tasks move
+        assert module.loss.log_vars.grad[0] != 0
+        assert torch.equal(module.loss.log_vars.grad[1:], torch.zeros(2))
+
+
+@pytest.mark.parametrize("name", ["mse", "l1", "smooth_l1", "ccc"])
+def test_a_mixed_batch_averages_the_va_loss_over_its_labelled_samples(name):
+    logits, va_pred, expression, va_target = _batch()
+    va_pred.requires_grad_(True)
+    unlabelled = torch.arange(32) % 3 == 0
+    loss = MultiTaskLoss(dict.fromkeys(TASKS, 1.0), num_classes=8, regression=name)
+    parts = loss(logits, va_pred, expression, _unlabelled(va_target, unlabelled))
+    labelled = ~unlabelled
+    subset = MultiTaskLoss(dict.fromkeys(TASKS, 1.0), num_classes=8, regression=name)(
+        logits[labelled], va_pred[labelled], expression[labelled], va_target[labelled]
+    )
+    for task in ("valence", "arousal"):
+        torch.testing.assert_close(parts[task], subset[task])
+        assert parts[f"n_{task}"].item() == int(labelled.sum())
+    parts["valence"].backward()
+    assert torch.equal(va_pred.grad[unlabelled], torch.zeros(int(unlabelled.sum()), 2))
+    assert va_pred.grad[labelled, 0].abs().min() > 0
+
+
+def test_the_epoch_va_loss_is_the_mean_over_labelled_samples():
+    mean = LabelledMean()
+    mean.update(torch.tensor(0.0), torch.tensor(0.0))  # a batch without labels
+    assert torch.isnan(mean.compute())
+    mean.update(torch.tensor(2.0), torch.tensor(3.0))
+    mean.update(torch.tensor(1.0), torch.tensor(1.0))
+    assert mean.compute().item() == pytest.approx((2.0 * 3 + 1.0) / 4)

@@ -356,3 +356,24 @@ def test_ddp_gather_equals_single_process(tmp_path: Path) -> None:
     whole = compute(batch)
     for name in ("odd0", "odd1", "idle0", "idle1"):
         assert_matches(torch.load(tmp_path / f"{name}.pt"), whole, tol=1e-12)
+
+
+def test_va_metrics_use_the_labelled_samples_and_are_absent_without_any() -> None:
+    logits, va_pred, expression, va_target = make_batch(200, seed=3)
+    unlabelled = torch.arange(200) % 4 == 0
+    masked = va_target.clone()
+    masked[unlabelled] = math.nan
+    mixed, subset = MultiTaskMetrics(), MultiTaskMetrics()
+    mixed.update(logits, va_pred, expression, masked)
+    keep = ~unlabelled
+    subset.update(logits[keep], va_pred[keep], expression[keep], va_target[keep])
+    got, expected = mixed.compute(), subset.compute()
+    for dimension in ("valence", "arousal"):
+        for key in ("rmse", "mae", "pcc", "sagr", "ccc", "icc"):
+            name = f"{dimension}_{key}"
+            assert got[name].item() == pytest.approx(expected[name].item(), abs=1e-12), name
+
+    none = MultiTaskMetrics()
+    none.update(logits, va_pred, expression, torch.full_like(va_target, math.nan))
+    metrics = none.compute()
+    assert "acc" in metrics and not [k for k in metrics if k.startswith(("valence", "arousal"))]

@@ -13,6 +13,7 @@ torchmetrics objects (all samples with weight 1, gathered from every rank) and t
 
 Values that the textbook formulas leave undefined get their "no information" value instead of NaN,
 so that a degenerate validation set (a tiny debug run, a collapsed model) never stops a run or
-poisons a checkpoint monitor; with no samples at all every metric is NaN. The rules are listed in
+poisons a checkpoint monitor; with no samples at all every expression metric is NaN (valence and
+arousal without labelled samples are left out). The rules are listed in
 docs/metrics.md, next to each definition.
 """

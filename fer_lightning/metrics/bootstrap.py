@@ -87,13 +87,19 @@ def _constant(values: Tensor, drawn: Tensor, distinct_drawn: int) -> Tensor:
 
 def replicate_scores(scored: Scored, stratified: Tensor, plain: Tensor) -> dict[str, Tensor]:
     """Every metric of metrics.json [B] for each resample: `stratified` weights [N, B] for the
-    expression metrics, `plain` ones for valence and arousal."""
+    expression metrics, `plain` ones for valence and arousal (over the samples labelled with them;
+    a dimension without any is left out)."""
     result = expression_scores(scored.expression, scored.pred, scored.probs, stratified)
-    drawn = (plain > 0).to(torch.uint8)
-    distinct = int(drawn.sum(dim=0, dtype=torch.int64).min())
     for d, dimension in enumerate(DIMENSIONS):
-        target, pred = scored.va_target[:, d], scored.va_pred[:, d]
-        sums = plain.T @ sample_terms(pred, target)
+        # A dimension's scores are those of the labelled samples a resample draws (NaN: none).
+        labelled = torch.isfinite(scored.va_target[:, d])
+        if not labelled.any():
+            continue
+        target, pred = scored.va_target[labelled, d], scored.va_pred[labelled, d]
+        weights = plain[labelled]
+        drawn = (weights > 0).to(torch.uint8)
+        distinct = int(drawn.sum(dim=0, dtype=torch.int64).min())
+        sums = weights.T @ sample_terms(pred, target)
         constant = [_constant(side, drawn, distinct) for side in (target, pred)]
         scores = dimension_scores(sums, *constant)
         result.update({f"{dimension}_{key}": value for key, value in scores.items()})

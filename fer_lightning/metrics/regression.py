@@ -8,6 +8,9 @@ PCC is 0 when the labels or the predictions are constant; CCC and ICC follow the
 when either side is constant, since the covariance is then 0) and are 0 when their denominator is
 0 (labels and predictions one identical constant). A constant side is known exactly, from its
 minimum and maximum, which the rounded sums cannot tell.
+
+A NaN label means "not annotated" (docs/data.md): the sample is left out of that dimension's
+sums, by a 0/1 weight rather than by indexing, so an update never waits on the device.
 """
 
 import math
@@ -16,7 +19,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from fer_lightning.metrics.common import nan, safe_div
+from fer_lightning.metrics.common import safe_div
 
 REGRESSION_KEYS = ("rmse", "mae", "pcc", "sagr", "ccc", "icc")
 # The sums behind every score: what a resample reweights and DDP adds up.
@@ -34,9 +37,12 @@ SUMS = (
 
 
 def sample_terms(pred: Tensor, target: Tensor) -> Tensor:
-    """Each sample's contribution [N, len(SUMS)] to the sums, in float64."""
+    """Each sample's contribution [N, len(SUMS)] to the sums, in float64; all 0 for a sample
+    without a label (NaN)."""
     y, p = target.double(), pred.double()
-    return torch.stack(
+    labelled = torch.isfinite(y)
+    y = torch.where(labelled, y, 0.0)
+    terms = torch.stack(
         [
             torch.ones_like(y),
             y,
@@ -50,6 +56,7 @@ def sample_terms(pred: Tensor, target: Tensor) -> Tensor:
         ],
         dim=-1,
     )
+    return terms * labelled.double()[..., None]
 
 
 def dimension_scores(sums: Tensor, y_constant: Tensor, p_constant: Tensor) -> dict[str, Tensor]:
@@ -109,15 +116,19 @@ class AffectDimensionMetrics(Metric):
         for name, value in zip(SUMS, batch, strict=True):
             setattr(self, name, getattr(self, name).double() + value)
         if target.numel():
+            labelled = torch.isfinite(target)
             for side, values in (("y", target.double()), ("p", pred.double())):
                 low, high = f"min_{side}", f"max_{side}"
-                setattr(self, low, torch.minimum(getattr(self, low).double(), values.min()))
-                setattr(self, high, torch.maximum(getattr(self, high).double(), values.max()))
+                lowest = torch.where(labelled, values, math.inf).min()
+                highest = torch.where(labelled, values, -math.inf).max()
+                setattr(self, low, torch.minimum(getattr(self, low).double(), lowest))
+                setattr(self, high, torch.maximum(getattr(self, high).double(), highest))
 
     def compute(self) -> dict[str, Tensor]:
-        """The scores of the samples seen, each a 0-dim tensor."""
+        """The scores of the labelled samples seen, each a 0-dim tensor; none (an empty dict)
+        without a labelled sample: there is nothing to report."""
         if self.n == 0:
-            return {key: nan(self.device) for key in REGRESSION_KEYS}
+            return {}
         sums = torch.stack([getattr(self, name).double() for name in SUMS])[None]
         scores = dimension_scores(
             sums, (self.min_y == self.max_y)[None], (self.min_p == self.max_p)[None]

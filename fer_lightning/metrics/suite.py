@@ -44,7 +44,11 @@ class MultiTaskMetrics(nn.Module):
 
     def compute(self) -> dict[str, Tensor]:
         """Scalars named as in metrics.json (docs/run-directory.md), then ``precision_<k>``,
-        ``recall_<k>``, ``f1_<k>``."""
+        ``recall_<k>``, ``f1_<k>``.
+
+        A dimension no sample had a label for (valence and arousal are NaN where they were not
+        annotated) is left out, not reported as NaN or 0.
+        """
         result = self.expression.compute()
         per_class = {k: result.pop(k) for k in list(result) if k not in CLASSIFICATION_KEYS}
         for dimension in DIMENSIONS:

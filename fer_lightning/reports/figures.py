@@ -8,6 +8,7 @@ registry keeps the figures alive after saving.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,11 @@ def seeded_rows(frame: pd.DataFrame, count: int) -> np.ndarray:
     return np.sort(rng.choice(len(frame), size=min(count, len(frame)), replace=False))
 
 
+def _signed(value: float) -> str:
+    """A valence or arousal label for a title; `-` where the sample has none (NaN)."""
+    return f"{value:+.2f}" if np.isfinite(value) else "-"
+
+
 def plot_examples(frame: pd.DataFrame, class_names: Sequence[str], path: Path, title: str) -> Path:
     """A 4x4 grid of test faces, true and predicted expression and valence/arousal under each;
     green where the expression is right, red where wrong."""
@@ -136,8 +142,8 @@ def plot_examples(frame: pd.DataFrame, class_names: Sequence[str], path: Path, t
             ax.imshow(image, interpolation="nearest")
         true, pred = int(sample["true_expression"]), int(sample["pred_expression"])
         ax.set_title(
-            f"true {class_names[true]}  v {sample['true_valence']:+.2f} "
-            f"a {sample['true_arousal']:+.2f}\n"
+            f"true {class_names[true]}  v {_signed(sample['true_valence'])} "
+            f"a {_signed(sample['true_arousal'])}\n"
             f"pred {class_names[pred]}  v {sample['pred_valence']:+.2f} "
             f"a {sample['pred_arousal']:+.2f}",
             fontsize=8,
@@ -253,4 +259,33 @@ def plot_reliability(frame: pd.DataFrame, ece: float, path: Path) -> Path:
     top.legend(loc="upper left")
     bottom.bar(centres, count, width=width, color="grey", edgecolor="black")
     bottom.set(xlabel="Confidence (top probability)", ylabel="Samples")
+    return _save(figure, path)
+
+
+def plot_cross_dataset(table: pd.DataFrame, path: Path) -> Path:
+    """Accuracy and macro F1 of each training dataset (rows) on each test dataset (columns) of
+    `reports.cross`'s table; * marks a cell scored on the shared classes only, - one not run."""
+    trained = sorted(table["train_data"].unique())
+    tested = sorted(table["test_data"].unique())
+    cells = table.set_index(["train_data", "test_data"])
+    side = 2.5 + 0.9 * max(len(trained), len(tested))
+    figure = _figure(2 * side + 1.5, side)
+    for ax, score in zip(figure.subplots(1, 2), ("acc", "f1_macro"), strict=True):
+        values = np.full((len(trained), len(tested)), np.nan)
+        text = np.full(values.shape, "-", dtype=object)
+        for (row, train), (col, test) in product(enumerate(trained), enumerate(tested)):
+            if (train, test) in cells.index:
+                cell = cells.loc[(train, test)]
+                values[row, col] = cell[score]
+                shared = "*" if cell["scored_classes"] < cell["classes"] else ""
+                text[row, col] = f"{cell[score]:.3f}{shared}"
+        image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1)
+        figure.colorbar(image, ax=ax, shrink=0.8)
+        _annotate_cells(ax, np.nan_to_num(values), text, threshold=0.5)
+        ax.set_xticks(range(len(tested)), tested, rotation=45, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(len(trained)), trained)
+        ax.set_xlabel("Tested on")
+        ax.set_ylabel("Trained on")
+        ax.set_title("Accuracy" if score == "acc" else "Macro F1")
+    figure.suptitle("Cross-dataset scores (* on the classes shared with the network)")
     return _save(figure, path)

@@ -12,8 +12,8 @@
     accuracy_curve.png         training and validation accuracy per epoch } only with an
     loss_curve.png             training and validation loss per epoch     } epoch history
     test_examples.png          16 samples: true and predicted expression, valence, arousal
-    valence_arousal.png        predicted against true valence and arousal
-    circumplex.png             labelled and predicted (valence, arousal), coloured by expression
+    valence_arousal.png        predicted against true valence and arousal  } only where some
+    circumplex.png             labelled and predicted (valence, arousal)   } sample has them
     reliability_diagram.png    accuracy against confidence in the bins of the ECE
 """
 
@@ -33,7 +33,7 @@ import torch
 
 from fer_lightning.metrics.bootstrap import DEFAULT_RESAMPLES
 from fer_lightning.metrics.classification import per_class_report
-from fer_lightning.metrics.suite import SUITE
+from fer_lightning.metrics.suite import DIMENSIONS, SUITE
 from fer_lightning.reports import figures
 from fer_lightning.reports.intervals import INTERVALS_CSV, intervals_frame, intervals_table
 from fer_lightning.runs.history import best_epoch
@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 # 9 significant digits write float32 exactly, so metrics recomputed from the CSV match the JSON.
 PREDICTIONS_FLOAT_FORMAT = "%.9g"
 REPORT_FLOAT_FORMAT = "%.6g"
+
+
+def reported(metrics: Mapping[str, float]) -> list[str]:
+    """The suite's scalar names that `metrics` holds, in docs/metrics.md's order: valence and
+    arousal are absent when no sample of the split had those labels."""
+    return [name for name in SUITE if name in metrics]
 
 
 def write_metrics_json(metrics: Mapping[str, float], path: Path, prefix: str = "test") -> None:
@@ -91,8 +97,9 @@ def evaluation_metrics_frame(
 ) -> pd.DataFrame:
     """The metric suite as `metric,value,ci_low,ci_high` rows, in docs/metrics.md's order; the
     interval is empty without per-sample outputs to resample."""
-    names = [f"{prefix}/{name}" for name in SUITE]
-    frame = pd.DataFrame({"metric": names, "value": [metrics[n] for n in SUITE]})
+    present = reported(metrics)
+    names = [f"{prefix}/{name}" for name in present]
+    frame = pd.DataFrame({"metric": names, "value": [metrics[n] for n in present]})
     if intervals is None:
         return frame.assign(ci_low=np.nan, ci_high=np.nan)
     bounds = intervals.set_index("metric").loc[names, ["ci_low", "ci_high"]]
@@ -104,6 +111,15 @@ def device_description(trainer: pl.Trainer) -> str:
     device = trainer.strategy.root_device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     return f"{trainer.num_devices} x {name}" if trainer.num_devices > 1 else name
+
+
+def dataset_name(data: Mapping[str, Any]) -> str:
+    """What names a data config's dataset in experiment.csv and the cross-dataset matrix: its
+    `name` if it has one, else the last folder of its root (`Dataset/synthetic` -> `synthetic`);
+    a joint run's, its sources' names joined by `+`."""
+    if isinstance(data.get("sources"), Mapping):
+        return "+".join(data["sources"])
+    return str(data.get("name") or Path(str(data.get("root", ""))).name)
 
 
 def _class_name(target: str | None) -> str:
@@ -123,11 +139,16 @@ def experiment_row(
     split: str = "test",
     tta: str | None = None,
     checkpoint: str = "",
+    test_data: Mapping[str, Any] | None = None,
+    scored_classes: int | None = None,
 ) -> dict[str, Any]:
     """One row of experiment.csv, from a run's resolved config (plain containers).
 
     `epochs`, `best_val_acc`, `best_val_epoch` and `training_s` come from the epoch history, so they
     count every epoch of a resumed run; `duration_s` is this command's wall time only.
+    `train_data` names the dataset the network was trained on, `test_data` the one it was scored
+    on (`test_data`, another dataset's config, for cross-dataset eval; the training data by
+    default), and `scored_classes` how many expression classes it was scored on.
     """
     data, loss = config.get("data", {}), config.get("loss", {})
     loss_weights = loss.get("weights", {})
@@ -144,6 +165,9 @@ def experiment_row(
         "batch_size": data.get("batch_size", ""),
         "image_size": data.get("image_size", ""),
         "classes": data.get("classes", ""),
+        "train_data": dataset_name(data),
+        "test_data": dataset_name(test_data if test_data is not None else data),
+        "scored_classes": scored_classes or data.get("classes", ""),
         "loss": _class_name(loss.get("_target_")),
         "regression_loss": loss.get("regression", ""),
         "loss_weight_expression": loss_weights.get("expression", ""),
@@ -190,9 +214,11 @@ def write_reports(
     intervals = None
     if frame is not None:
         settings = {"resamples": DEFAULT_RESAMPLES, "seed": 0, **(bootstrap or {})}
-        intervals = intervals_frame(frame, metrics, prefix, **settings)
+        # The pooled metrics: a joint run's per-source `<source>/<name>` get no interval.
+        pooled = {name: value for name, value in metrics.items() if "/" not in name}
+        intervals = intervals_frame(frame, pooled, prefix, **settings)
         intervals.to_csv(results_dir / INTERVALS_CSV, index=False, float_format=REPORT_FLOAT_FORMAT)
-        names = [f"{prefix}/{name}" for name in SUITE]
+        names = [f"{prefix}/{name}" for name in reported(metrics)]
         log.info(
             "%s metrics, %d bootstrap resamples:\n%s",
             prefix,
@@ -222,6 +248,7 @@ def write_reports(
     figures.plot_examples(
         frame, class_names, results_dir / "test_examples.png", f"Examples from the {title}"
     )
-    figures.plot_valence_arousal(frame, metrics, results_dir / "valence_arousal.png")
-    figures.plot_circumplex(frame, class_names, results_dir / "circumplex.png")
+    if all(f"{dimension}_ccc" in metrics for dimension in DIMENSIONS):
+        figures.plot_valence_arousal(frame, metrics, results_dir / "valence_arousal.png")
+        figures.plot_circumplex(frame, class_names, results_dir / "circumplex.png")
     figures.plot_reliability(frame, metrics["ece"], results_dir / "reliability_diagram.png")

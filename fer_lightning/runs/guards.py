@@ -9,10 +9,26 @@ import pytorch_lightning as pl
 import torch
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.metrics.suite import DIMENSIONS
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("stop", "skip")
+DIMENSION_PREFIXES = tuple(f"val/{dimension}_" for dimension in DIMENSIONS)
+
+
+def require_dimension_monitors(trainer: pl.Trainer, logged: set[str]) -> None:
+    """A checkpoint or early-stopping monitor on a valence/arousal metric that the validation
+    split has no labels for (the metric suite leaves it out, docs/metrics.md) stops the run in one
+    line, not in Lightning's callback with a list of every logged name."""
+    for callback in trainer.callbacks:
+        monitor = getattr(callback, "monitor", None)
+        dimension = isinstance(monitor, str) and monitor.startswith(DIMENSION_PREFIXES)
+        if dimension and monitor not in logged:
+            raise ConfigError(
+                f"callbacks.monitor.metric={monitor} but no validation sample has valence/arousal "
+                "labels: monitor an expression metric (val/acc, val/f1_macro, ...)"
+            )
 
 
 class NonFiniteLoss(pl.Callback):

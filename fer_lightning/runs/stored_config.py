@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fer_lightning.data.datamodule import AffectNetDataModule
+from fer_lightning.data.multi import MultiDataModule
 from fer_lightning.errors import ConfigError
 from fer_lightning.losses import MultiTaskLoss, UncertaintyWeightedLoss
 from fer_lightning.models import MultiTaskNet, create_model
@@ -24,6 +25,8 @@ from fer_lightning.models.registry import model_names, unknown_model
 PLAIN = (bool, int, float, str, type(None))
 # Training augmentation: stored for the record, never rebuilt (testing does not augment).
 NOT_REBUILT = {"data": ("augment", "augment_inplace")}
+# Instructions to Hydra's instantiate, not settings (conf/data/multi.yaml has `_recursive_`).
+HYDRA_KEYS = ("_target_", "_recursive_")
 
 
 def _target(builder: Callable[..., Any]) -> str:
@@ -116,7 +119,7 @@ def _settings(
     parameters = _parameters(builder)
     settings = {}
     for name, value in node.items():
-        if name == "_target_" or name in NOT_REBUILT.get(key, ()):
+        if name in HYDRA_KEYS or name in NOT_REBUILT.get(key, ()):
             continue
         if name not in parameters:
             raise ConfigError(
@@ -172,8 +175,18 @@ def stored_loss(config: Mapping[str, Any]) -> MultiTaskLoss:
     return builder(**_settings(config, "loss", builder, list(LOSSES)))
 
 
+def _joint(config: Mapping[str, Any]) -> bool:
+    """Whether the stored data is a joint run's (`data=multi`)."""
+    return _node(config, "data").get("_target_") == _target(MultiDataModule)
+
+
 def stored_datamodule(config: Mapping[str, Any]) -> AffectNetDataModule:
     """The data a stored config describes, without its training augmentation."""
+    if _joint(config):
+        raise ConfigError(
+            "the checkpoint was trained on several datasets (data=multi): choose the one to score "
+            "with data=<group> data.root=DIR"
+        )
     return AffectNetDataModule(
         **_settings(config, "data", AffectNetDataModule, [_target(AffectNetDataModule)])
     )
@@ -181,7 +194,8 @@ def stored_datamodule(config: Mapping[str, Any]) -> AffectNetDataModule:
 
 def stored_input(config: Mapping[str, Any]) -> tuple[int, int]:
     """The input size and class count the network was trained with (predict, export)."""
-    settings = _settings(config, "data", AffectNetDataModule, [_target(AffectNetDataModule)])
+    builder = MultiDataModule if _joint(config) else AffectNetDataModule
+    settings = _settings(config, "data", builder, [_target(builder)])
     size, classes = settings.get("image_size"), settings.get("classes")
     if size is None or classes is None:
         raise ConfigError("the checkpoint's fer_config.data lacks image_size or classes")

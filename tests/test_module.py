@@ -1,0 +1,95 @@
+"""MultiTaskModule end to end on samples whose valence and arousal were not annotated (NaN, as
+the dataset readers leave them): it trains, and the reports leave those labels out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_lightning.data.dataset import AffectNetDataset
+from fer_lightning.errors import ConfigError
+from fer_lightning.module import MultiTaskModule
+from fer_lightning.train import train
+from tests.conftest import TINY, tiny_overrides
+
+SHORT = [
+    "model=tnet",
+    "trainer.max_epochs=1",
+    "++trainer.limit_train_batches=2",
+    "++trainer.limit_val_batches=1",
+    "++trainer.limit_test_batches=2",
+]
+
+
+@pytest.fixture
+def unannotated(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[int], np.ndarray]], None]:
+    """Makes every dataset built afterwards lack valence and arousal (NaN) where `rows(n)` is
+    True: a stand-in for a reader of a dataset without them."""
+
+    def patch(rows: Callable[[int], np.ndarray]) -> None:
+        original = AffectNetDataset.__init__
+
+        def init(self: AffectNetDataset, *args, **kwargs) -> None:
+            original(self, *args, **kwargs)
+            self.va[rows(len(self.va))] = np.nan
+
+        monkeypatch.setattr(AffectNetDataset, "__init__", init)
+
+    return patch
+
+
+def _run(compose_config, tiny_dataset: Path, *extra: str) -> Path:
+    cfg = compose_config("train", [*tiny_overrides(tiny_dataset), *SHORT, *extra])
+    train(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+def test_masked_va_trains_the_expression_and_reports_va_only_where_labelled(
+    compose_config, tiny_dataset, unannotated
+):
+    """Training and validation samples partly labelled, the test split not at all."""
+    test_size = TINY["train_size"] // 5  # the holdout protocol's test split
+    unannotated(lambda n: np.ones(n, dtype=bool) if n == test_size else np.arange(n) % 3 == 0)
+    run = _run(compose_config, tiny_dataset)
+    metrics = json.loads((run / "results" / "metrics.json").read_text())
+    assert "test/acc" in metrics and all(np.isfinite(list(metrics.values())))
+    assert not [key for key in metrics if "valence" in key or "arousal" in key]
+    predictions = pd.read_csv(run / "results" / "predictions.csv")
+    assert len(predictions) == 32  # two test batches of 16
+    assert predictions[["true_valence", "true_arousal"]].isna().all().all()
+    assert predictions[["pred_valence", "pred_arousal"]].notna().all().all()
+    intervals = pd.read_csv(run / "results" / "metrics_ci.csv")
+    assert not intervals["metric"].str.contains("valence|arousal").any()
+    assert not (run / "results" / "valence_arousal.png").exists()
+    assert (run / "results" / "test_examples.png").is_file()
+
+    logged = pd.read_csv(run / "csv" / "metrics.csv")
+    train = logged[["train/n_expression", "train/n_valence", "train/n_arousal"]].dropna()
+    n_expression, n_valence, n_arousal = train.iloc[-1].tolist()
+    assert n_expression == 32 and 0 < n_valence == n_arousal < 32  # two shuffled batches of 16
+    assert np.isfinite(logged[["train/loss_epoch", "train/loss_valence"]].dropna()).all().all()
+    validation = logged[["val/valence_ccc", "val/loss_valence"]].dropna()
+    assert len(validation) == 1 and np.isfinite(validation.to_numpy()).all()
+    assert logged["test/n_valence"].dropna().tolist() == [0]
+    assert logged["test/loss_valence"].dropna().empty  # NaN: no labelled test sample
+
+
+def test_monitoring_a_va_metric_without_va_labels_is_a_config_error(
+    compose_config, tiny_dataset, unannotated
+):
+    unannotated(lambda n: np.ones(n, dtype=bool))
+    with pytest.raises(ConfigError, match="no validation sample has valence/arousal labels"):
+        _run(compose_config, tiny_dataset, "callbacks.monitor.metric=val/valence_ccc")
+
+
+def test_a_network_of_fewer_classes_than_the_data_is_refused(compose_config):
+    module = MultiTaskModule.from_config(compose_config("train", ["model=tnet", "data.classes=7"]))
+    module.score_shared_classes(7)
+    assert module.scored_classes is None
+    with pytest.raises(ConfigError, match="knows 7 expression classes, the data has 8"):
+        module.score_shared_classes(8)
