@@ -131,14 +131,14 @@ def trained_predictions(
     """predictions.csv of a fast_dev_run training on ``data=<layout>`` at ``root``.
 
     Figures are drawn but not rendered to PNG (two thirds of the run's time, and not what these
-    tests check). ``on_nonfinite_loss=skip``: until the valence/arousal losses leave out samples
-    without those labels (NaN), such a dataset gives a NaN loss, and a skipped step still tests.
+    tests check). The default ``on_nonfinite_loss=stop`` stays: a dataset without valence/arousal
+    labels (NaN) must train on its expressions, not stop on a NaN loss.
     """
     from fer_lightning.reports import figures
     from fer_lightning.train import train
 
     monkeypatch.setattr(figures, "_save", lambda figure, path: path)
-    overrides = ["trainer.fast_dev_run=true", "on_nonfinite_loss=skip", "bootstrap.resamples=10"]
+    overrides = ["trainer.fast_dev_run=true", "bootstrap.resamples=10"]
     cfg = compose_in(directory, "train", layout_overrides(layout, root, *overrides, *extra))
     train(cfg)
     return pd.read_csv(Path(cfg.paths.output_dir) / "results" / "predictions.csv")
