@@ -272,14 +272,14 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
 
         @functools.wraps(app)
         def checked() -> Any:
-            problem = unknown_choice(sys.argv[1:], config_name)
-            if problem:
-                fail(problem)
-            completion.before_hydra(sys.argv[1:])
             # Hydra prints its own errors (an unknown key, a missing value) across several lines
             # and exits 1 unless asked to raise them, so that they can be said in one line here.
             os.environ["HYDRA_FULL_ERROR"] = "1"
             try:
+                problem = unknown_choice(sys.argv[1:], config_name)
+                if problem:
+                    fail(problem)
+                completion.before_hydra(sys.argv[1:])
                 result = app()
                 completion.after_hydra(sys.argv[1:])
                 return result
