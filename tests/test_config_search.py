@@ -108,3 +108,16 @@ def test_training_with_a_users_model_and_experiment_from_the_command_line(
     assert "`Trainer.fit` stopped: `max_steps=1` reached." in result.stderr + result.stdout
     stored = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "dropout: 0.3" in stored and "head_hidden: 32" in stored
+
+
+def test_a_local_default_of_a_searched_folder_is_merged_and_debug_still_wins(user_conf, tmp_path):
+    (user_conf / "local").mkdir()
+    (user_conf / "local" / "default.yaml").write_text(
+        "# @package _global_\ndata:\n  num_workers: 3\ntrainer:\n  max_epochs: 7\n"
+    )
+    searchpath = f"hydra.searchpath=[file://{user_conf}]"
+    cfg = compose_in(tmp_path, "train", [searchpath, "experiment=quickstart"])
+    assert (cfg.data.num_workers, cfg.trainer.max_epochs) == (3, 7)  # after the experiment
+    cfg = compose_in(tmp_path, "train", [searchpath, "debug=limit"])
+    assert cfg.trainer.max_epochs == 2
+    assert compose_in(tmp_path, "train").trainer.max_epochs == 30  # optional: none, no error
