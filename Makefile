@@ -63,4 +63,4 @@ mutate: $(VENV)/.installed-dev
 	@echo "survivors report: $(MUTATE_REPORT) (docs/mutation-testing.md says how to read it)"
 
 clean:
-	rm -rf $(VENV) outputs multirun mutants .pytest_cache .ruff_cache
+	rm -rf $(VENV) outputs multirun mutants build dist *.egg-info .pytest_cache .ruff_cache

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, InstantiationException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fer_lightning import completion
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import write_text_atomic
 from fer_lightning.paths import CONFIG_DIR
@@ -94,39 +94,39 @@ def _user_error(exc: BaseException) -> ConfigError | None:
     return None
 
 
-def unknown_choice(overrides: list[str]) -> str | None:
-    """A one-line complaint about the first `group=option` naming no option of a conf/ group.
+def unknown_choice(argv: Sequence[str], config_name: str = "train") -> str | None:
+    """A one-line complaint about the first `group=option` of `argv` naming no option of a group.
 
     Hydra reports these itself, but across many lines (for `model`, a list of 80 names). The
-    `model` options are the registry's names, which need no file in conf/model/.
+    groups and options are those Hydra will compose from (`config_search.ConfigOptions`): conf/,
+    the nodes stored from code, and a user's `--config-dir` and `hydra.searchpath` folders. The
+    `model` options include the registry's names, which need no file in conf/model/.
     """
+    from fer_lightning.config_search import ConfigOptions
     from fer_lightning.models.registry import model_choices, unknown_model
 
-    for override in overrides:
+    try:
+        configs = ConfigOptions(argv, config_name)
+    except ConfigError as exc:  # a --config-dir that is not a folder
+        return str(exc)
+    if not configs.checkable:
+        return None
+    for override in configs.overrides:
         group, sep, value = override.partition("=")
-        folder = CONFIG_DIR / group
-        if not sep or "/" in group or value[:1] in "[({":
+        if not sep or "/" in group or "." in group or value[:1] in "[({":
             continue
+        options = configs.options(group)
         if group == "model":
-            accepted = {*model_choices(), "null"}
-            for choice in value.split(","):
-                if choice not in accepted:
-                    return unknown_model(choice)
-        elif folder.is_dir():
-            options = group_options(group)
-            for choice in value.split(","):
-                if choice not in {*options, "null"}:
-                    return f"unknown {group} '{choice}': choose {', '.join(options)}"
+            options = sorted({*options, *model_choices()})
+        if not options:
+            continue
+        for choice in value.split(","):
+            if choice in {*options, "null"}:
+                continue
+            if group == "model":
+                return unknown_model(choice)
+            return f"unknown {group} '{choice}': choose {', '.join(options)}"
     return None
-
-
-def group_options(group: str) -> list[str]:
-    """The options of a config group: its conf/ files and the nodes the project stores from code
-    (`register_experiment_configs`, for instance)."""
-    options = {path.stem for path in (CONFIG_DIR / group).glob("*.yaml")}
-    if group in ConfigStore.instance().repo:
-        options |= {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
-    return sorted(options)
 
 
 def fail(message: str) -> NoReturn:
@@ -272,14 +272,17 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
 
         @functools.wraps(app)
         def checked() -> Any:
-            problem = unknown_choice(sys.argv[1:])
-            if problem:
-                fail(problem)
             # Hydra prints its own errors (an unknown key, a missing value) across several lines
             # and exits 1 unless asked to raise them, so that they can be said in one line here.
             os.environ["HYDRA_FULL_ERROR"] = "1"
             try:
-                return app()
+                problem = unknown_choice(sys.argv[1:], config_name)
+                if problem:
+                    fail(problem)
+                completion.before_hydra(sys.argv[1:])
+                result = app()
+                completion.after_hydra(sys.argv[1:])
+                return result
             except (HydraException, OmegaConfBaseException, OSError) as exc:  # before the task
                 message = outside_error(exc)
                 if message is None:

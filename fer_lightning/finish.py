@@ -1,4 +1,5 @@
-"""The end of a run that tested a module: its `results/` folder (docs/run-directory.md)."""
+"""The end of a run that tests a checkpoint: which one, the test, and its `results/` folder
+(docs/run-directory.md)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from fer_lightning.errors import ConfigError
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.reports.results import device_description, experiment_row, write_reports
+from fer_lightning.runs.checkpoints import CHECKPOINT_DIR
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +81,44 @@ def write_results(
         )
         log.info("results written to %s", run_dir / "results")
     return module.test_results["metrics"]
+
+
+def checkpoint_to_test(ckpt_path: str | None, run_dir: Path) -> str:
+    """What `train=false` tests: `ckpt_path` if given, else the run's best checkpoint (the one
+    `callbacks.model_checkpoint` kept, `best-*.ckpt`)."""
+    if ckpt_path:
+        return str(ckpt_path)
+    folder = run_dir / CHECKPOINT_DIR
+    best = sorted(folder.glob("best-*.ckpt"))
+    if len(best) != 1:
+        found = "no best checkpoint" if not best else f"{len(best)} best checkpoints"
+        raise ConfigError(
+            f"train=false tests the run's best checkpoint, but {folder} holds {found}: train "
+            "this run first, or give ckpt_path=..."
+        )
+    return str(best[0])
+
+
+def test_and_report(
+    trainer: pl.Trainer,
+    module: MultiTaskModule,
+    datamodule: pl.LightningDataModule,
+    run_dir: Path,
+    *,
+    started: Started,
+    history: Sequence[Mapping[str, float]],
+    checkpoint: str,
+) -> dict[str, float]:
+    """Tests `checkpoint` (the module's weights as they are if empty) on the test split and
+    writes `results/` (`write_results`)."""
+    trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint or None, weights_only=True)
+    return write_results(
+        trainer,
+        module,
+        datamodule,
+        run_dir,
+        task="train",
+        started=started,
+        history=history,
+        checkpoint=checkpoint,
+    )

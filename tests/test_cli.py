@@ -134,6 +134,7 @@ def _cli(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess
         (["export", "ckpt_path=["], "error: cannot parse the overrides"),
         (["train", "optimizer.lr=0"], "error: optimizer.lr must be a number > 0"),
         (["export", "ckpt_path=a.ckpt", "output=a.ckpt"], "error: output="),
+        (["train", "hydra.searchpath=foo"], "error: hydra.searchpath must be a list of strings"),
     ],
 )
 def test_a_command_line_mistake_is_one_line_and_exit_status_2(tmp_path, command, message):

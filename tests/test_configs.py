@@ -190,3 +190,23 @@ def test_eval_and_predict_defaults(compose_config):
     # docs/face-detection.md: MTCNN (Haar without its weights), unaligned crops as AffectNet's.
     assert (cfg.detector.name, cfg.detector.min_size, cfg.align) == ("auto", 20, False)
     assert cfg.tracking.smooth_window == 5
+
+
+# docs/configuration.md#debugging: each debug= preset and the trainer settings it makes.
+DEBUG_PRESETS = {
+    "fdr": {"fast_dev_run": True},
+    "limit": {"max_epochs": 2, "limit_train_batches": 4, "limit_val_batches": 2},
+    "overfit": {"overfit_batches": 2, "max_epochs": 30},
+    "profiler": {"profiler": "simple", "max_epochs": 1},
+    "anomaly": {"detect_anomaly": True, "max_epochs": 1},
+}
+
+
+@pytest.mark.parametrize("preset", DEBUG_PRESETS)
+def test_each_debug_preset_sets_what_the_docs_say_over_an_experiment(compose_config, preset):
+    cfg = compose_config("train", [f"debug={preset}", "experiment=quickstart"])
+    trainer = instantiate(cfg.trainer, _partial_=True).keywords
+    assert {key: trainer[key] for key in DEBUG_PRESETS[preset]} == DEBUG_PRESETS[preset]
+    assert cfg.resume is False  # a debugging run starts over, never continues an earlier one
+    assert cfg.model.name == "tnet"  # the experiment's choices stay
+    assert (cfg.callbacks.early_stopping is None) == (preset == "overfit")

@@ -14,6 +14,7 @@ from fer_lightning.data import locks
 from fer_lightning.data.locks import dataset_lock, lock_path
 from fer_lightning.errors import ConfigError
 from tests.data_fixtures import within
+from tests.test_file_locks import use_fake_msvcrt
 
 
 @pytest.fixture
@@ -88,7 +89,11 @@ def _wait_for(caplog: pytest.LogCaptureFixture, text: str) -> None:
         threading.Event().wait(0.01)
 
 
-def test_without_fcntl_the_portable_lock_is_used(tmp_path, cache):
-    path = cache / "x.lock"
-    with locks._portable_lock(path):
-        assert path.exists()
+def test_without_fcntl_the_lock_file_is_opened_plainly_and_locked_as_on_windows(
+    tmp_path, cache, monkeypatch
+):
+    monkeypatch.setattr(locks, "_open_own", locks._open_plain)
+    fake = use_fake_msvcrt(monkeypatch)
+    with dataset_lock(tmp_path / "ds"):
+        assert lock_path(tmp_path / "ds").is_file() and len(fake.held) == 1
+    assert fake.held == set()

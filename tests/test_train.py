@@ -460,3 +460,36 @@ def test_the_hsemotion_preset_without_its_weights_file_is_a_config_error(compose
     overrides = ["experiment=hsemotion_b0", f"model.weights={tmp_path / 'faces.pt'}"]
     with pytest.raises(Exception, match=r"model.weights file .*faces.pt does not exist"):
         instantiate(compose_config("train", overrides).model)
+
+
+def test_train_false_tests_the_runs_best_checkpoint_and_fits_nothing(
+    trained_run, tiny_dataset, tmp_path
+):
+    from tests.conftest import compose_in, trained_overrides
+
+    run_dir = tmp_path / "run"  # compose_in's run directory, holding a copy of the trained run
+    shutil.copytree(trained_run, run_dir)
+    shutil.rmtree(run_dir / "results")
+    saved = {p.name: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").iterdir()}
+    cfg = compose_in(tmp_path, "train", [*trained_overrides(tiny_dataset), "train=false"])
+    metrics = train(cfg)
+    written = json.loads((run_dir / "results" / "metrics.json").read_text())
+    assert written == json.loads((trained_run / "results" / "metrics.json").read_text())
+    assert metrics["acc"] == written["test/acc"]
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").iterdir()} == saved
+
+
+def test_train_false_tests_ckpt_path_or_says_there_is_nothing_to_test(
+    trained_run, tiny_dataset, tmp_path
+):
+    from fer_lightning.errors import ConfigError
+    from tests.conftest import compose_in, trained_overrides
+
+    overrides = [*trained_overrides(tiny_dataset), "train=false"]
+    with pytest.raises(ConfigError, match=r"train=false tests the run's best checkpoint, but "):
+        train(compose_in(tmp_path, "train", overrides))
+    (best,) = (trained_run / "checkpoints").glob("best-*.ckpt")
+    train(compose_in(tmp_path, "train", [*overrides, f"ckpt_path={best}"]))
+    written = json.loads((tmp_path / "run" / "results" / "metrics.json").read_text())
+    assert written == json.loads((trained_run / "results" / "metrics.json").read_text())
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 
 from fer_lightning.data.buffers import BufferPool
 from fer_lightning.data.dataset import AffectNetDataset
@@ -61,6 +61,9 @@ class ProcessLoader(DataLoader):
     sampler: EpochSampler
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("sampler"), SequentialSampler):
+            # Lightning's overfit_batches (debug=overfit) rebuilds the loader to read in order.
+            kwargs["sampler"] = EpochSampler(len(kwargs["sampler"]), "sequential")
         super().__init__(*args, **kwargs)
         if not isinstance(self.sampler, EpochSampler):
             raise TypeError(

@@ -5,7 +5,8 @@ The lock files live in a folder of the user's own (``locks/`` in the user cache 
 predictable, and another user could plant a symbolic link under it that the lock's open would
 follow and truncate. Here a lock is opened relative to the checked folder, never through a link,
 never truncated, and used only when it is a regular file of this user; anything else is a
-one-line ConfigError.
+one-line ConfigError. On Windows (no owners, modes or descriptor-relative opens) the lock file is
+opened plainly in the user's own profile folder; the lock is `file_locks`' on either.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.file_locks import OPEN_FLAGS, lock, try_lock, unlock
 from fer_lightning.paths import user_cache_dir
 
 log = logging.getLogger(__name__)
@@ -46,33 +48,24 @@ def dataset_lock(root: Path) -> Iterator[None]:
     prepare the data once beforehand.
     """
     path = lock_path(root)
-    if os.name != "posix":
-        with _portable_lock(path):
-            yield
-        return
-    import fcntl  # POSIX only
-
-    fd = _open_own(path)
+    fd = _open_own(path) if os.name == "posix" else _open_plain(path)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not try_lock(fd):
             log.info("waiting for another process preparing %s (lock %s)", root, path)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock(fd)
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            unlock(fd)
     finally:
         os.close(fd)
 
 
-def _portable_lock(path: Path) -> contextlib.AbstractContextManager:
-    """Where there is no fcntl (Windows): the filelock package, which torch depends on."""
-    from filelock import FileLock
-
+def _open_plain(path: Path) -> int:
+    """Where there are no owners and modes to check (Windows): the lock file, in the user's own
+    profile folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path))
+    return os.open(path, OPEN_FLAGS, 0o600)
 
 
 def _open_own(path: Path) -> int:
@@ -88,9 +81,8 @@ def _open_own(path: Path) -> int:
         _require_own(os.fstat(folder), path.parent, "a folder", stat.S_ISDIR)
         if os.fstat(folder).st_mode & 0o077:
             os.fchmod(folder, 0o700)
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(path.name, flags, 0o600, dir_fd=folder)
+            fd = os.open(path.name, OPEN_FLAGS, 0o600, dir_fd=folder)
         except OSError as error:
             raise ConfigError(
                 f"cannot open the lock file {path} ({error.strerror}; a symbolic link there is "

@@ -27,6 +27,7 @@ FREE_KEYS = (
     "resume",
     "ckpt_path",
     "test",
+    "train",
     "paths",
     "hydra",
     "logger",

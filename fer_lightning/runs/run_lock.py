@@ -12,7 +12,6 @@ writes it here once the lock is held.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import stat
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.file_locks import OPEN_FLAGS, try_lock
 from fer_lightning.files import write_text_atomic
 
 LOCK_FILE = ".lock"
@@ -42,25 +42,24 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, OPEN_FLAGS, 0o644)
     except OSError as exc:
         reason = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be opened ({exc})"
         raise ConfigError(f"the run directory's lock {path} {reason}: remove it") from exc
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ConfigError(f"the run directory's lock {path} is not a regular file: remove it")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        if not try_lock(fd):
+            os.lseek(fd, 0, os.SEEK_SET)
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             raise ConfigError(
                 f"run directory {run_dir} is in use by another process (pid {holder}): wait for "
                 "it to end, or choose another hydra.run.dir"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         os.close(fd)  # releases the lock
