@@ -32,6 +32,7 @@ from fer_lightning.models.finetune import (
     set_backbone_trainable,
 )
 from fer_lightning.runs.ema import WeightAverage
+from fer_lightning.runs.lightning_internals import step_logs_shown
 from fer_lightning.runs.stored_config import stored_ema_decay, stored_loss, stored_net
 
 log = logging.getLogger(__name__)
@@ -221,29 +222,41 @@ class MultiTaskModule(pl.LightningModule):
         losses = self.loss(logits, va, batch["expression"], batch["va"])
         return losses, logits, va
 
-    def _log_losses(self, stage: str, losses: dict[str, Tensor], on_step: bool) -> None:
+    def _log_losses(self, stage: str, losses: dict[str, Tensor]) -> None:
         for name, value in losses.items():
             key = f"{stage}/loss" if name == "loss" else f"{stage}/loss_{name}"
+            # Epoch means of every rank's batches, not rank zero's alone (under DDP): synced once,
+            # at the epoch's end.
             self.log(
-                key,
-                value,
-                on_step=on_step and name == "loss",
-                on_epoch=True,
-                prog_bar=name == "loss",
-                # Epoch means of every rank's batches, not rank zero's alone (under DDP).
-                sync_dist=True,
+                key, value, on_step=False, on_epoch=True, prog_bar=name == "loss", sync_dist=True
             )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         losses, logits, _ = self._step(batch)
-        self._log_losses("train", losses, on_step=True)
+        loss = losses.pop("loss")
+        # `train/loss_epoch` and `train/loss_step` (docs/run-directory.md) as two entries: the
+        # step's value is averaged over the ranks only at the steps the loggers record, not at
+        # every step (the progress bar shows rank zero's in between).
+        self.log(
+            "train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True
+        )
+        shown = self._mean_over_ranks(loss)
+        self.log("train/loss_step", shown, on_step=True, on_epoch=False, prog_bar=True)
+        self._log_losses("train", losses)
         self.train_acc(logits.detach(), batch["expression"])
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-        return losses["loss"]
+        return loss
+
+    def _mean_over_ranks(self, value: Tensor) -> Tensor:
+        if self.trainer.world_size == 1 or not step_logs_shown(self.trainer):
+            return value.detach()
+        total = value.detach().clone()
+        dist.all_reduce(total)
+        return total / self.trainer.world_size
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         losses, logits, va = self._step(batch, self.scored_net)
-        self._log_losses("val", losses, on_step=False)
+        self._log_losses("val", losses)
         self.val_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
 
     def on_validation_epoch_end(self) -> None:
@@ -259,7 +272,7 @@ class MultiTaskModule(pl.LightningModule):
         if self.tta == "flip":
             flipped_logits, flipped_va = self.scored_net(self._images(batch).flip(-1))
             logits, va = (logits + flipped_logits) / 2, (va + flipped_va) / 2
-        self._log_losses(self.test_split, losses, on_step=False)
+        self._log_losses(self.test_split, losses)
         self.test_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
         self._test_outputs.append(
             {
