@@ -74,8 +74,15 @@ def gpu_precision(accelerator: str = "gpu") -> str:
     return "16-mixed"
 
 
+def cudnn_benchmark(deterministic: bool | str | None) -> bool:
+    """cuDNN's search for the fastest kernels, unless the run asks to be deterministic (its
+    choices then differ between runs, and PyTorch ignores cuDNN's deterministic flag under it)."""
+    return deterministic in (False, None)
+
+
 def register_resolvers() -> None:
     resolvers = {
+        "fer_cudnn_benchmark": cudnn_benchmark,
         "fer_run_name": run_name,
         "fer_checkpoint_run_name": checkpoint_run_name,
         "fer_gpu_precision": gpu_precision,

@@ -3,7 +3,7 @@
 GPU path: batches arrive as uint8 and are normalised on the device by the datamodule's
 ``on_after_batch_transfer``; on CUDA the network and its inputs use the channels-last memory
 layout (``channels_last``), which tensor-core convolutions need to run without transposes, and
-``compile`` optionally runs the network through ``torch.compile`` for training.
+``compile`` optionally runs the network's training forward through ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -94,6 +94,20 @@ def load_checkpoint_weights(module: nn.Module, weights: Mapping[str, Tensor], na
         ) from exc
 
 
+def warn_where_nondeterministic(device: torch.device) -> None:
+    """`trainer.deterministic=true` on a GPU: deterministic kernels where CUDA has them, a
+    warning where it has none. Strictly, the first backward through adaptive average pooling
+    (SqueezeNet, MobileNet, EfficientNet, ResNet) would raise."""
+    strict = torch.are_deterministic_algorithms_enabled() and (
+        not torch.is_deterministic_algorithms_warn_only_enabled()
+    )
+    if strict and device.type == "cuda":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        log.info(
+            "trainer.deterministic=true: warnings name the layers without a deterministic kernel"
+        )
+
+
 class MultiTaskModule(pl.LightningModule):
     """Trains `net` (image -> expression logits, valence/arousal) with `loss`.
 
@@ -105,8 +119,9 @@ class MultiTaskModule(pl.LightningModule):
     unpickling code from the file.
 
     `channels_last` takes effect on CUDA only (on the CPU the default layout is kept, so CPU runs
-    compute exactly as before). `compile` compiles the network in place (`nn.Module.compile`,
-    which keeps the state-dict keys, so checkpoints load into an uncompiled network) when fitting.
+    compute exactly as before). `compile` compiles the training forward when fitting (one graph;
+    validation and testing run eagerly), keeping the state-dict keys, so checkpoints load into an
+    uncompiled network.
     `tta="flip"` averages each test prediction with the mirrored image's. `test_split` is the
     split that `trainer.test` scores and the prefix of what it logs (eval sets it to `val` for
     `split=val`).
@@ -142,6 +157,8 @@ class MultiTaskModule(pl.LightningModule):
         self.channels_last = channels_last
         self.compile_net = compile
         self._memory_format = torch.contiguous_format  # decided in setup, by the device
+        # A function, not a module: the network's weights keep their state-dict keys.
+        self._train_forward: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
         self.freeze_backbone_epochs = freeze_backbone_epochs
         self.backbone_lr_scale = backbone_lr_scale
         self.layer_decay = layer_decay
@@ -198,14 +215,18 @@ class MultiTaskModule(pl.LightningModule):
         balanced = getattr(datamodule, "uses_balanced_sampler", False)
         if stage == "fit" and datamodule is not None and self.loss.class_weighted and not balanced:
             self.loss.set_class_weights(datamodule.class_weights())
+        warn_where_nondeterministic(self.trainer.strategy.root_device)
         if self.channels_last and self.trainer.strategy.root_device.type == "cuda":
             # Parameters keep their layout when the strategy moves them to the device next.
             self._memory_format = torch.channels_last
             self.net.to(memory_format=torch.channels_last)
             if self.ema is not None:
                 self.ema.net.to(memory_format=torch.channels_last)
-        if stage == "fit" and self.compile_net:
-            self.net.compile()
+        if stage == "fit" and self.compile_net and self._train_forward is None:
+            # The training forward only, at the training batch's shape (its partial last batch
+            # is dropped): the sanity check, validation's partial last batch and testing under
+            # inference mode would each compile graphs of their own.
+            self._train_forward = torch.compile(self.net.forward, dynamic=False)
 
     def _images(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["image"].contiguous(memory_format=self._memory_format)
@@ -218,7 +239,8 @@ class MultiTaskModule(pl.LightningModule):
     def _step(
         self, batch: dict[str, Tensor], net: nn.Module | None = None
     ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        logits, va = (net or self.net)(self._images(batch))
+        forward = net if net is not None else self._train_forward or self.net
+        logits, va = forward(self._images(batch))
         losses = self.loss(logits, va, batch["expression"], batch["va"])
         return losses, logits, va
 
