@@ -239,3 +239,16 @@ def test_label_smoothing_mixes_the_one_hot_target_with_the_uniform_one():
     torch.testing.assert_close(got, expected)
     with pytest.raises(ConfigError, match="label_smoothing"):
         MultiTaskLoss({"expression": 1.0}, num_classes=8, label_smoothing=1.0)
+
+
+def test_under_bf16_autocast_the_losses_compute_in_float32():
+    loss = MultiTaskLoss({"expression": 0.9, "valence": 0.05, "arousal": 0.05}, num_classes=8)
+    generator = torch.Generator().manual_seed(0)
+    logits, va = torch.randn(6, 8, generator=generator), torch.rand(6, 2, generator=generator)
+    expression, target = torch.arange(6) % 8, torch.rand(6, 2, generator=generator)
+    expected = loss(logits, va, expression, target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = loss(logits.bfloat16(), va.bfloat16(), expression, target)
+    for name, value in expected.items():
+        assert mixed[name].dtype == torch.float32, name
+        torch.testing.assert_close(mixed[name], value, atol=2e-2, rtol=2e-2)
