@@ -130,6 +130,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.datasets: dict[str, AffectNetDataset] = {}
         self._warned = False
         self._prepared: tuple[Index, dict[str, np.ndarray]] | None = None
+        self.prepare_data_per_node = False  # one preparation per job, on the shared cache
 
     @property
     def uses_balanced_sampler(self) -> bool:
@@ -140,13 +141,17 @@ class AffectNetDataModule(pl.LightningDataModule):
     def split_sizes(self) -> dict[str, int]:
         return {part: len(ds) for part, ds in self._require_setup().items()}
 
-    def _index_and_split(self, rebuild: bool) -> tuple[Index, dict[str, np.ndarray]]:
+    def _index_and_split(
+        self, rebuild: bool, build: bool = True
+    ) -> tuple[Index, dict[str, np.ndarray]]:
         reader(DEFAULT_LAYOUT).require(self.root)  # before cache_dir_for creates root/.fer_cache
         cache = cache_dir_for(self.root, self.cache_dir)
         # Dataset problems are logged once per run: by the process that prepares the data, or
         # by rank 0 when nothing prepared it in this process.
         quiet = self._warned or rank_and_world()[0] != 0
-        index, _ = load_or_build_index(self.root, cache, rebuild, self.check_workers, quiet)
+        index, _ = load_or_build_index(
+            self.root, cache, rebuild, self.check_workers, quiet, build=build
+        )
         self._warned = True
         record = self.split_file
         if record is not None and record.is_file():
@@ -161,8 +166,10 @@ class AffectNetDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Generates the synthetic dataset if configured; builds the index and split once.
 
-        Lightning calls this in one process per node; what it loads is kept for ``setup`` in the
-        same process, and other processes read the files it wrote.
+        Lightning calls this in one process of the job (global rank 0: `prepare_data_per_node`
+        is false, so several nodes do not build into one shared cache at once); what it loads is
+        kept for ``setup`` in the same process, and the other ranks read the files it wrote,
+        never building them (the cache must be on a file system every node shares).
         """
         with dataset_lock(self.root):
             if self.synthetic is not None:
@@ -172,7 +179,8 @@ class AffectNetDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        index, rows = self._prepared or self._index_and_split(rebuild=False)
+        rank_zero = rank_and_world()[0] == 0
+        index, rows = self._prepared or self._index_and_split(rebuild=False, build=rank_zero)
         self._prepared = None
         for part in PARTS:
             if len(rows[part]) == 0:

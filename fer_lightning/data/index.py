@@ -324,11 +324,13 @@ def load_or_build_index(
     workers: int | None = None,
     quiet: bool = False,
     layout: str = DEFAULT_LAYOUT,
+    build: bool = True,
 ) -> tuple[Index, CheckReport]:
     """The cached index of ``root`` when it is fresh, else a new one (checked, saved, reported).
 
-    Unless ``quiet``, problems are logged as one counted warning per kind whether the index was
-    built or loaded, so every run shows them.
+    Without ``build`` (DDP ranks other than 0, which read what rank 0 prepared) a missing or
+    stale index is a one-line error instead. Unless ``quiet``, problems are logged as one counted
+    warning per kind whether the index was built or loaded, so every run shows them.
     """
     source = reader(layout)
     source.require(root)
@@ -346,6 +348,11 @@ def load_or_build_index(
     cached = _load_cached(path, report_path, root) if fresh else None
     if cached is not None:
         index, report = cached
+    elif not build:
+        raise ConfigError(
+            f"no up-to-date index of {root} in {cache_dir} after rank 0 prepared it: the "
+            "dataset cache must be on a file system every node shares (data.cache_dir)"
+        )
     else:
         log.info("indexing and checking the dataset at %s (once; cached in %s)", root, cache_dir)
         index, report = build_index(root, workers, layout)
