@@ -202,3 +202,18 @@ def test_one_rank_of_the_job_prepares_and_the_others_never_build(tmp_path, monke
     with pytest.raises(ConfigError, match="file system every node shares"):
         dm.setup("fit")
     assert not list((root / ".fer_cache").glob("index*"))
+
+
+def test_the_processes_loader_needs_room_in_dev_shm(dataset, monkeypatch):
+    """Workers die with a bus error mid-epoch when /dev/shm cannot hold the batches in flight."""
+    from types import SimpleNamespace
+
+    from fer_lightning.data import shared_memory
+    from fer_lightning.errors import ConfigError
+
+    monkeypatch.setattr(shared_memory, "SHM", Path(dataset))  # any folder stands in for it
+    monkeypatch.setattr(shared_memory.shutil, "disk_usage", lambda path: SimpleNamespace(free=1024))
+    dm = prepared(dataset, loader="processes", num_workers=2)
+    with pytest.raises(ConfigError, match="/dev/shm has 0 MiB free"):
+        dm.train_dataloader()
+    prepared(dataset, loader="threads", num_workers=2).train_dataloader()  # needs none

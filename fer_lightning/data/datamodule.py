@@ -34,6 +34,7 @@ from fer_lightning.data.index import Index, cache_dir_for, load_or_build_index
 from fer_lightning.data.loaders import LOADERS
 from fer_lightning.data.locks import dataset_lock
 from fer_lightning.data.sampler import EpochSampler, rank_and_world
+from fer_lightning.data.shared_memory import require_shared_memory
 from fer_lightning.data.split import (
     PARTS,
     PROTOCOLS,
@@ -65,6 +66,15 @@ def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     return weights
 
 
+# `data.num_workers: null`: one worker per core this process may use, less one for the training
+# loop, at most this many (decoding 224-pixel JPEGs faster than one GPU trains rarely needs more).
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    return max(1, min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0)) - 1))
+
+
 class AffectNetDataModule(pl.LightningDataModule):
     """Indexed, checked, leak-free AffectNet splits with seeded augmentation and sharding.
 
@@ -79,7 +89,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         root: str = "Dataset/",
         image_size: int = 224,
         batch_size: int = 64,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         loader: str = "threads",
         classes: int = 8,
         protocol: str = "holdout",
@@ -104,6 +114,8 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.batch_size = batch_size
         self.loader = loader
+        if num_workers is None:
+            num_workers = default_workers()
         # The loader settings as both backends take them, off where there are no workers.
         workers = num_workers > 0
         self.loader_options = {
@@ -218,6 +230,10 @@ class AffectNetDataModule(pl.LightningDataModule):
         return [dataset.path(i) for i in range(len(dataset))]
 
     def _loader(self, part: str, sampler: EpochSampler, drop_last: bool) -> DataLoader:
+        if self.loader == "processes":
+            options = self.loader_options
+            workers, prefetch = options["num_workers"], options["prefetch_factor"] or 0
+            require_shared_memory(self.batch_size, self.image_size, workers, prefetch)
         return LOADERS[self.loader](
             self._require_setup()[part],
             batch_size=self.batch_size,
@@ -282,7 +298,8 @@ def _validate(args: dict[str, Any]) -> None:
     for key in ("image_size", "batch_size", "prefetch_factor"):
         if not isinstance(args[key], int) or args[key] < 1:
             fail(f"data.{key} must be a positive integer, got {args[key]!r}")
-    if not isinstance(args["num_workers"], int) or args["num_workers"] < 0:
+    workers = args["num_workers"]
+    if workers is not None and (not isinstance(workers, int) or workers < 0):
         fail(f"data.num_workers must be 0 or more, got {args['num_workers']!r}")
     if not isinstance(args["seed"], int) or args["seed"] < 0:
         fail(f"data.seed must be a non-negative integer, got {args['seed']!r}")
