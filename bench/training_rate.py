@@ -92,7 +92,7 @@ class RateProbe(pl.Callback):
             if cuda
             else None,
             "pinned_mib": _pinned_mib() if cuda else None,
-            "graphs": sum(counters["stats"].values()) and counters["stats"].get("unique_graphs", 0),
+            "graphs": counters["stats"].get("unique_graphs", 0),
             "recompiles": sum(counters["recompiles"].values()),
         }
         self.out.write_text(json.dumps(result) + "\n")

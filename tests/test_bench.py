@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-GPU_BENCH = "bench/bench_gpu.py images=64 image_size=32 steps=3 models=[tnet] accelerator=cpu"
+GPU_BENCH = (
+    "bench/bench_gpu.py images=400 image_size=32 batch_size=8 workers=1 steps=3 models=[tnet] "
+    "accelerator=cpu"
+)
 LOADER_BENCH = "bench/bench_loader.py images=64 rounds=1 baseline_images=32 batch_size=16"
 
 
