@@ -1,19 +1,19 @@
 """End-to-end training throughput per model, and the time one AffectNet epoch would take.
 
     python bench/bench_gpu.py                     # on a GPU: 50,000 images at 224, four models
-    python bench/bench_gpu.py images=64 image_size=32 steps=3 models=[tnet] accelerator=cpu
+    python bench/bench_gpu.py images=400 image_size=32 batch_size=8 workers=1 steps=3 \
+        models=[tnet] accelerator=cpu
     python bench/bench_gpu.py models=[timm:tf_efficientnet_b0,resnet18]   # timm:NAME: model=timm
 
 Arguments are `key=value` as for every command of the project (DEFAULTS below; without a GPU the
 defaults are CPU-sized, CPU_DEFAULTS). A mistake is one line on stderr and exit status 2.
 
-What is timed is what `python -m fer_lightning.train trainer=gpu model=NAME` runs: the config is
-composed from conf/ with those overrides (trainer=cpu settings with accelerator=cpu), and the
-project's datamodule (JPEG decode + augmentation in workers, uint8 batches from pinned memory,
-normalisation on the device), module (loss, metrics, logging) and Lightning Trainer (mixed
-precision, cudnn.benchmark, channels-last) train for warmup + steps batches. A callback times
-the last `steps` of them, each one complete (wait for data, transfer, forward, backward, step),
-and reports where the batch was normalised, which shows that happened on the device.
+What is timed is the training command itself, `python -m fer_lightning.train trainer=gpu
+model=NAME` (trainer=cpu with accelerator=cpu) with the config's batch size and workers unless
+given, its callbacks and CSV logger, for one epoch cut to the timed window
+(`bench/training_rate.py`): the clock starts once the loader's prefetch queue, filled while the
+first step was slow, has drained (`warmup` batches after it), and stops `steps` batches later,
+before the epoch's end. The table shows where the batch was normalised (on the device).
 
 The dataset is AffectNet's layout (train_set/, val_set/ with images and annotations), made by
 fer_lightning.data.synthetic: `unique` distinct faces are drawn by a pool of processes (one shard
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -35,18 +34,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import DictConfig
+from training_rate import queue_depth, run_training  # bench/, the script's folder
 
 from fer_lightning.cli import parse_key_values, register_resolvers, run_command
 from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.errors import ConfigError
 from fer_lightning.labels import AFFECTNET_SUBSETS
 from fer_lightning.models import register_model_configs
-from fer_lightning.module import MultiTaskModule
 from fer_lightning.paths import CONFIG_DIR, user_cache_dir
 
 PAPER_MODELS = ("tnet", "squeezenet", "mobilenet_v3_large", "efficientnet_b0")
@@ -116,49 +113,6 @@ def make_dataset(root: Path, images: int, unique: int, size: int, processes: int
     return root
 
 
-class StepTimer(pl.Callback):
-    """Wall time of `steps` training batches after `warmup` ones, and where batches were normalised.
-
-    The clock runs from the end of batch `warmup` to the end of batch `warmup + steps`, so it
-    covers exactly `steps` complete iterations. On a GPU it waits for queued work at both ends.
-    """
-
-    def __init__(self, warmup: int, steps: int) -> None:
-        self.warmup, self.steps = warmup, steps
-        self.done = 0
-        self.images = 0
-        self.started = self.seconds = 0.0
-        self.batch_on = ""
-
-    @staticmethod
-    def _now(module: pl.LightningModule) -> float:
-        if module.device.type == "cuda":
-            torch.cuda.synchronize(module.device)
-        return time.perf_counter()
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict, batch_idx: int
-    ) -> None:
-        image = batch["image"]  # as the module receives it: after transfer and normalisation
-        self.batch_on = f"{image.dtype}".removeprefix("torch.") + f" on {image.device}"
-
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: object,
-        batch: dict,
-        batch_idx: int,
-    ) -> None:
-        self.done += 1
-        if self.done == self.warmup:
-            self.started = self._now(pl_module)
-        elif self.done > self.warmup:
-            self.images += len(batch["image"])
-            if self.done == self.warmup + self.steps:
-                self.seconds = self._now(pl_module) - self.started
-
-
 def model_overrides(model: str) -> list[str]:
     """`timm:NAME` is `model=timm model.name=NAME`; any other name is `model=NAME`."""
     library, sep, name = model.partition(":")
@@ -167,75 +121,44 @@ def model_overrides(model: str) -> list[str]:
     return [f"model={model}"]
 
 
-def bench_config(model: str, root: Path, args: SimpleNamespace, out: Path) -> DictConfig:
-    """The training config of `model` as the train app composes it, set up for timing only."""
+def bench_overrides(model: str, root: Path, args: SimpleNamespace) -> list[str]:
+    """The training command's overrides for `model` on the bench's dataset (the config's batch
+    size and workers unless given)."""
     trainer = ["trainer=gpu"] if args.accelerator == "gpu" else ["trainer=cpu"]
-    overrides = [
-        f"paths.output_dir={out}",
+    return [
         "data=affectnet",
         f"data.root={root}",
         f"data.image_size={args.image_size}",
-        f"data.batch_size={args.batch_size}",
-        f"data.num_workers={args.workers}",
-        *([f"++data.loader={args.loader}"] if args.loader else []),
+        *([f"data.batch_size={args.batch_size}"] if args.batch_size else []),
+        *([f"data.num_workers={args.workers}"] if args.workers is not None else []),
+        *([f"data.loader={args.loader}"] if args.loader else []),
         *model_overrides(model),
         "model.pretrained=false",
-        "scheduler=none",
         f"module.compile={str(args.compile).lower()}",
         *trainer,
-        f"++trainer.max_steps={args.warmup + args.steps}",
-        "++trainer.max_epochs=-1",
-        "++trainer.limit_val_batches=0",
-        "++trainer.num_sanity_val_steps=0",
-        "++trainer.enable_checkpointing=false",
-        "++trainer.enable_progress_bar=false",
-        "++trainer.enable_model_summary=false",
     ]
+
+
+def composed(overrides: list[str]) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
 
-def warn_if_shared_memory_is_small(data: DictConfig) -> None:
-    """Worker processes' batches travel through /dev/shm; a container's default (64 MB) cannot
-    hold them. (Loader threads write into the batch directly and need none.)"""
-    if data.get("loader", "processes") != "processes":
-        return
-    shm = Path("/dev/shm")
-    batch_bytes = data.batch_size * 3 * data.image_size**2  # uint8
-    need = data.num_workers * data.prefetch_factor * batch_bytes
-    if shm.is_dir() and shutil.disk_usage(shm).total < need:
-        print(
-            f"warning: /dev/shm holds {shutil.disk_usage(shm).total / 2**20:.0f} MiB, but the "
-            f"loader may keep {need / 2**20:.0f} MiB of batches in flight: lower workers= or "
-            "batch_size=, or give the container more shared memory",
-            file=sys.stderr,
-        )
-
-
 def bench_model(model: str, root: Path, args: SimpleNamespace) -> dict[str, object]:
-    """Images per second of training `model` end to end, with what the run used."""
+    """Images per second of the training command for `model`, past the prefetch queue, with
+    what the run used (`bench/training_rate.py`)."""
+    overrides = bench_overrides(model, root, args)
+    cfg = composed(overrides)
+    warmup = queue_depth(cfg.data) + args.warmup
     with tempfile.TemporaryDirectory() as out:
-        cfg = bench_config(model, root, args, Path(out))
-        warn_if_shared_memory_is_small(cfg.data)
-        pl.seed_everything(cfg.seed)
-        datamodule = instantiate(cfg.data)
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        # A tiny CPU set may hold fewer images than one batch.
-        datamodule.batch_size = min(datamodule.batch_size, datamodule.split_sizes["train"])
-        module = MultiTaskModule.from_config(cfg)
-        timer = StepTimer(args.warmup, args.steps)
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[timer], logger=False)
-        trainer.fit(module, datamodule=datamodule)
-    if not timer.seconds:
-        raise RuntimeError(f"{model}: training stopped before {args.warmup + args.steps} batches")
+        rate = run_training(overrides, Path(out), warmup, args.steps, timeout=3600)
     return {
         "model": model,
-        "batch": datamodule.batch_size,
-        "loader": f"{cfg.data.get('loader', 'processes')} x {cfg.data.num_workers}",
-        "precision": str(trainer.precision),
-        "images_per_s": timer.images / timer.seconds,
-        "batch_on": timer.batch_on,
+        "batch": rate["batch"],
+        "loader": f"{cfg.data.loader} x {cfg.data.num_workers}",
+        "precision": rate["precision"],
+        "images_per_s": rate["images_per_s"],
+        "batch_on": rate["batch_on"],
     }
 
 
@@ -268,10 +191,10 @@ DEFAULTS = {
     "images": 50_000,  # training ids
     "unique": 5_000,  # distinct faces drawn
     "image_size": 224,
-    "batch_size": 256,
-    "warmup": 20,  # untimed batches (>= 1)
+    "batch_size": None,  # data.batch_size; None: the config's
+    "warmup": 5,  # untimed batches (>= 1) after the loader's prefetch queue has drained
     "steps": 100,  # timed batches
-    "workers": max(1, len(os.sched_getaffinity(0)) - 1),
+    "workers": None,  # data.num_workers; None: the config's
     "loader": None,  # data.loader; None: the config's
     "models": list(PAPER_MODELS),
     "accelerator": "gpu",
@@ -283,12 +206,11 @@ CPU_DEFAULTS = {
     "images": 2_000,
     "unique": 500,
     "image_size": 64,
-    "batch_size": 64,
-    "warmup": 3,
-    "steps": 20,
+    "warmup": 2,
+    "steps": 10,
     "accelerator": "cpu",
 }
-EXAMPLE = "images=64 image_size=32 steps=3 models=[tnet] accelerator=cpu"
+EXAMPLE = "images=400 image_size=32 batch_size=8 workers=1 steps=3 models=[tnet] accelerator=cpu"
 
 
 def parse_args(argv: list[str]) -> SimpleNamespace:
@@ -310,7 +232,7 @@ def main() -> int:
     name = f"bench-gpu-{args.images}-{args.unique}-{args.image_size}"
     root = Path(args.data_dir) if args.data_dir else user_cache_dir() / name
     start = time.perf_counter()
-    make_dataset(root, args.images, args.unique, args.image_size, args.workers + 1)
+    make_dataset(root, args.images, args.unique, args.image_size, len(os.sched_getaffinity(0)))
     print(
         f"dataset: {root} ({args.images:,} training ids over {min(args.unique, args.images):,} "
         f"faces, {args.image_size}x{args.image_size}; {time.perf_counter() - start:.1f}s)"

@@ -74,8 +74,15 @@ def gpu_precision(accelerator: str = "gpu") -> str:
     return "16-mixed"
 
 
+def cudnn_benchmark(deterministic: bool | str | None) -> bool:
+    """cuDNN's search for the fastest kernels, unless the run asks to be deterministic (its
+    choices then differ between runs, and PyTorch ignores cuDNN's deterministic flag under it)."""
+    return deterministic in (False, None)
+
+
 def register_resolvers() -> None:
     resolvers = {
+        "fer_cudnn_benchmark": cudnn_benchmark,
         "fer_run_name": run_name,
         "fer_checkpoint_run_name": checkpoint_run_name,
         "fer_gpu_precision": gpu_precision,
@@ -163,6 +170,15 @@ def record_failure(exc: Exception) -> None:
     _mark_job(FAILED_FILE, f"{type(exc).__name__}: {message}\n")
 
 
+def _distributed_job() -> bool:
+    """Whether this process is one of several ranks of a job: its process group is up, or the
+    launcher said so (Lightning's launcher and torchrun set WORLD_SIZE, SLURM its task count)."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        return distributed.get_world_size() > 1
+    return any(int(os.environ.get(name, "1") or 1) > 1 for name in ("WORLD_SIZE", "SLURM_NTASKS"))
+
+
 def run_sweep_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Runs one job of a multirun, recording an error instead of raising it.
 
@@ -170,13 +186,17 @@ def run_sweep_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     `sys.exit(2)` would end the process. Returns what the sweeper needs: for a search
     (`optimized_metric` set: one name, or a list for a multi-objective search), the named values
     of the task's result; else the result itself. A failed job returns None, which the Optuna
-    sweeper marks as a failed trial.
+    sweeper marks as a failed trial. A job of several processes (DDP) is recorded and then ends
+    with its error: the other ranks would wait for this one in their next collective until the
+    30-minute timeout (under SLURM, `SLURM_KILL_BAD_EXIT` ends them with it).
     """
     _mark_job()
     try:
         result = task(cfg)
     except Exception as exc:
         record_failure(exc)
+        if _distributed_job():
+            raise
         return None
     _mark_job(DONE_FILE, "done\n")
     metric = cfg.get("optimized_metric")

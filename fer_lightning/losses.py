@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.models.multitask import full_precision
 
 TASKS = ("expression", "valence", "arousal")
 
@@ -157,6 +158,12 @@ class MultiTaskLoss(nn.Module):
         return {"loss": sum(self.weights[t] * parts[t] for t in TASKS)}
 
     def forward(
+        self, logits: Tensor, va_pred: Tensor, expression: Tensor, va_target: Tensor
+    ) -> dict[str, Tensor]:
+        with full_precision(logits.device.type):  # the losses in float32 under mixed precision
+            return self._losses(logits, va_pred, expression, va_target)
+
+    def _losses(
         self, logits: Tensor, va_pred: Tensor, expression: Tensor, va_target: Tensor
     ) -> dict[str, Tensor]:
         class_weights = self.class_weights if self.class_weighted else None

@@ -3,7 +3,7 @@
 GPU path: batches arrive as uint8 and are normalised on the device by the datamodule's
 ``on_after_batch_transfer``; on CUDA the network and its inputs use the channels-last memory
 layout (``channels_last``), which tensor-core convolutions need to run without transposes, and
-``compile`` optionally runs the network through ``torch.compile`` for training.
+``compile`` optionally runs the network's training forward through ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
@@ -34,6 +33,9 @@ from fer_lightning.models.finetune import (
 )
 from fer_lightning.runs.ema import WeightAverage
 from fer_lightning.runs.guards import require_dimension_monitors
+from fer_lightning.runs.lightning_internals import step_logs_shown
+from fer_lightning.runs.ranks import gather_outputs
+from fer_lightning.runs.state import warn_where_nondeterministic
 from fer_lightning.runs.stored_config import stored_ema_decay, stored_loss, stored_net
 
 log = logging.getLogger(__name__)
@@ -47,26 +49,6 @@ TTA_MODES = (None, "flip")
 # The tasks whose labels a sample may lack (NaN): their epoch losses average labelled samples.
 MASKED_TASKS = ("valence", "arousal")
 STAGES = ("train", "val", "test")
-
-
-def gather_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every rank's per-sample outputs, each sample once, ordered by the sample's ``index``.
-
-    Evaluation shards are uneven (rank r scores samples r::world, without padding), which a
-    tensor ``all_gather`` cannot take: it needs equal shapes, and padding would have to be cut
-    again per rank. Gathering the CPU arrays as objects takes shards of any size; test outputs
-    are a few MB even for AffectNet. A rank without samples contributes an empty dict.
-    """
-    shards = [outputs]
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        shards = [None] * dist.get_world_size()
-        dist.all_gather_object(shards, outputs)
-    shards = [shard for shard in shards if shard]
-    if not shards:
-        return {}
-    merged = {key: np.concatenate([shard[key] for shard in shards]) for key in shards[0]}
-    order = np.argsort(merged["index"], kind="stable")
-    return {key: value[order] for key, value in merged.items()}
 
 
 def trained_net(checkpoint: Mapping[str, Any]) -> MultiTaskNet:
@@ -109,8 +91,9 @@ class MultiTaskModule(pl.LightningModule):
     unpickling code from the file.
 
     `channels_last` takes effect on CUDA only (on the CPU the default layout is kept, so CPU runs
-    compute exactly as before). `compile` compiles the network in place (`nn.Module.compile`,
-    which keeps the state-dict keys, so checkpoints load into an uncompiled network) when fitting.
+    compute exactly as before). `compile` compiles the training forward when fitting (one graph;
+    validation and testing run eagerly), keeping the state-dict keys, so checkpoints load into an
+    uncompiled network.
     `tta="flip"` averages each test prediction with the mirrored image's. `test_split` is the
     split that `trainer.test` scores and the prefix of what it logs (eval sets it to `val` for
     `split=val`).
@@ -146,6 +129,8 @@ class MultiTaskModule(pl.LightningModule):
         self.channels_last = channels_last
         self.compile_net = compile
         self._memory_format = torch.contiguous_format  # decided in setup, by the device
+        # A function, not a module: the network's weights keep their state-dict keys.
+        self._train_forward: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
         self.freeze_backbone_epochs = freeze_backbone_epochs
         self.backbone_lr_scale = backbone_lr_scale
         self.layer_decay = layer_decay
@@ -207,14 +192,18 @@ class MultiTaskModule(pl.LightningModule):
         balanced = getattr(datamodule, "uses_balanced_sampler", False)
         if stage == "fit" and datamodule is not None and self.loss.class_weighted and not balanced:
             self.loss.set_class_weights(datamodule.class_weights())
+        warn_where_nondeterministic(self.trainer.strategy.root_device)
         if self.channels_last and self.trainer.strategy.root_device.type == "cuda":
             # Parameters keep their layout when the strategy moves them to the device next.
             self._memory_format = torch.channels_last
             self.net.to(memory_format=torch.channels_last)
             if self.ema is not None:
                 self.ema.net.to(memory_format=torch.channels_last)
-        if stage == "fit" and self.compile_net:
-            self.net.compile()
+        if stage == "fit" and self.compile_net and self._train_forward is None:
+            # The training forward only, at the training batch's shape (its partial last batch
+            # is dropped): the sanity check, validation's partial last batch and testing under
+            # inference mode would each compile graphs of their own.
+            self._train_forward = torch.compile(self.net.forward, dynamic=False)
 
     def _images(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["image"].contiguous(memory_format=self._memory_format)
@@ -227,7 +216,8 @@ class MultiTaskModule(pl.LightningModule):
     def _step(
         self, batch: dict[str, Tensor], net: nn.Module | None = None
     ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        logits, va = (net or self.net)(self._images(batch))
+        forward = net if net is not None else self._train_forward or self.net
+        logits, va = forward(self._images(batch))
         losses = self.loss(logits, va, batch["expression"], batch["va"])
         return losses, logits, va
 
@@ -243,7 +233,7 @@ class MultiTaskModule(pl.LightningModule):
             self.scored_classes = classes
             self.test_metrics = MultiTaskMetrics(classes)
 
-    def _log_losses(self, stage: str, losses: dict[str, Tensor], on_step: bool) -> None:
+    def _log_losses(self, stage: str, losses: dict[str, Tensor]) -> None:
         """Each loss's epoch mean, and `<stage>/n_<task>`, how many samples had that task's
         label in the epoch (summed over ranks)."""
         for name, value in losses.items():
@@ -263,26 +253,37 @@ class MultiTaskModule(pl.LightningModule):
                 mean.update(value.detach(), losses[f"n_{name}"])
                 self.log(key, mean, on_step=False, on_epoch=True)
                 continue
+            # Epoch means of every rank's batches (under DDP), synced once, at the epoch's end.
             self.log(
-                key,
-                value,
-                on_step=on_step and name == "loss",
-                on_epoch=True,
-                prog_bar=name == "loss",
-                # Epoch means of every rank's batches, not rank zero's alone (under DDP).
-                sync_dist=True,
+                key, value, on_step=False, on_epoch=True, prog_bar=name == "loss", sync_dist=True
             )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         losses, logits, _ = self._step(batch)
-        self._log_losses("train", losses, on_step=True)
+        loss = losses.pop("loss")
+        # `train/loss_epoch` and `train/loss_step` (docs/run-directory.md) as two entries: the
+        # step's value is averaged over the ranks only at the steps the loggers record, not at
+        # every step (the progress bar shows rank zero's in between).
+        self.log(
+            "train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True
+        )
+        shown = self._mean_over_ranks(loss)
+        self.log("train/loss_step", shown, on_step=True, on_epoch=False, prog_bar=True)
+        self._log_losses("train", losses)
         self.train_acc(logits.detach(), batch["expression"])
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-        return losses["loss"]
+        return loss
+
+    def _mean_over_ranks(self, value: Tensor) -> Tensor:
+        if self.trainer.world_size == 1 or not step_logs_shown(self.trainer):
+            return value.detach()
+        total = value.detach().clone()
+        dist.all_reduce(total)
+        return total / self.trainer.world_size
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         losses, logits, va = self._step(batch, self.scored_net)
-        self._log_losses("val", losses, on_step=False)
+        self._log_losses("val", losses)
         self.val_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
         return {"logits": logits.float(), "va": va.float()}  # for SourceMetrics
 
@@ -303,7 +304,7 @@ class MultiTaskModule(pl.LightningModule):
             logits, va = (logits + flipped_logits) / 2, (va + flipped_va) / 2
         if self.scored_classes is not None:
             logits = logits[:, : self.scored_classes]
-        self._log_losses(self.test_split, losses, on_step=False)
+        self._log_losses(self.test_split, losses)
         self.test_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
         self._test_outputs.append(
             {

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-GPU_BENCH = "bench/bench_gpu.py images=64 image_size=32 steps=3 models=[tnet] accelerator=cpu"
+GPU_BENCH = (
+    "bench/bench_gpu.py images=400 image_size=32 batch_size=8 workers=1 steps=3 models=[tnet] "
+    "accelerator=cpu"
+)
 LOADER_BENCH = "bench/bench_loader.py images=64 rounds=1 baseline_images=32 batch_size=16"
 DETECTOR_BENCH = "bench/bench_detectors.py images=4 detectors=[haar-30] side=256"
 
@@ -89,3 +92,31 @@ def test_the_stats_bench_times_the_intervals(tmp_path):
     timing = re.search(r"^40 resamples of 3,000 samples.*: ([0-9.]+) s", stdout, re.MULTILINE)
     assert timing and float(timing.group(1)) > 0, stdout
     assert re.search(r"^acc 0\.\d+ \[0\.\d+, 0\.\d+\]$", stdout, re.MULTILINE), stdout
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_end_to_end_on_the_cpu_in_its_tiny_mode(tmp_path):
+    """`bash bench/gpu_check.sh --tiny` (about 2 minutes on 2 cores: slow): a table row per
+    variant, and a note for each option the config lacks."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env["PYTHON"] = sys.executable
+    report = tmp_path / "check.md"
+    result = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "--tiny", "--out", str(report)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = report.read_text()
+    assert "- torch: " in text and "| row | model | images/s |" in text
+    assert re.search(r"^\| tnet \| tnet \| [0-9]+ \| 8 \| threads x 1 \|", text, re.MULTILINE), text
+    assert re.search(
+        r"^\| compiled \| tnet \| [0-9]+ .*\| 1 \| 0 \| float32 on cpu \|$", text, re.M
+    )
+    for row in ("decoded cache", "device augmentation"):  # run, or skipped with a note
+        assert re.search(
+            rf"^\| {row} \| tnet \| ([0-9]+|skipped: no \S+ in the config) \|", text, re.M
+        )

@@ -39,6 +39,35 @@ def test_a_search_gets_the_optimized_metrics_of_a_job():
         run_sweep_job(task, search("arousal_ccc"))
 
 
+def test_a_failed_job_of_several_ranks_ends_them_all(monkeypatch):
+    """Recorded and swallowed, one rank's error would leave the others waiting in their next
+    collective (a 30-minute hang); a single-process job's failure is recorded, and the sweep goes
+    on."""
+
+    def task(cfg):
+        raise ValueError("boom")
+
+    for name in ("WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    assert run_sweep_job(task, OmegaConf.create({})) is None
+    for name in ("WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.setenv(name, "2")
+        with pytest.raises(ValueError, match="boom"):
+            run_sweep_job(task, OmegaConf.create({}))
+        monkeypatch.delenv(name)
+
+
+def test_slurm_jobs_end_every_task_when_one_fails(compose_config):
+    from hydra import compose, initialize_config_dir
+
+    from fer_lightning.paths import CONFIG_DIR
+
+    compose_config()  # the project's resolvers
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert "export SLURM_KILL_BAD_EXIT=1" in cfg.hydra.launcher.setup
+
+
 def test_key_values_parse_as_numbers_over_the_defaults():
     parsed = parse_key_values(["size=32", "data.workers=3", "root=out/a"], DEFAULTS, "root=DIR")
     assert parsed == {"root": "out/a", "size": 32, "data": {"root": "Dataset/", "workers": 3}}

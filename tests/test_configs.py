@@ -115,6 +115,9 @@ def test_the_trainer_presets(compose_config):
     mixed = ("bf16-mixed", "16-mixed") if torch.cuda.is_available() else ("32-true",)
     assert gpu.accelerator == "gpu" and gpu.precision in mixed
     assert gpu.benchmark is True  # cuDNN autotuning
+    for deterministic in ("true", "warn"):  # cuDNN's choices would differ between runs
+        overrides = ["trainer=gpu", f"trainer.deterministic={deterministic}"]
+        assert compose_config("train", overrides).trainer.benchmark is False, deterministic
     ddp = trainer("ddp")
     assert ddp.strategy == "ddp" and ddp.devices == "auto"  # every GPU of this machine
     assert ddp.accelerator == "gpu" and ddp.precision == gpu.precision

@@ -187,3 +187,33 @@ def test_trainer_sets_the_sampler_epoch_and_normalises(dataset, tmp_path):
     trainer.fit(probe, datamodule=dm)
     assert probe.seen == [(0, torch.float32), (1, torch.float32)]
     assert trainer.train_dataloader.sampler.epoch == 1
+
+
+def test_one_rank_of_the_job_prepares_and_the_others_never_build(tmp_path, monkeypatch):
+    """Several nodes' local ranks 0 would build into one shared cache at once; a rank other than
+    0 that finds no index (a cache not shared between nodes) stops in one line."""
+    from fer_lightning.data import datamodule
+    from fer_lightning.errors import ConfigError
+
+    root = make_dataset(tmp_path / "ds", train=8, val=4)
+    monkeypatch.setattr(datamodule, "rank_and_world", lambda: (1, 2))
+    dm = AffectNetDataModule(root=str(root), image_size=24, batch_size=4, num_workers=0)
+    assert dm.prepare_data_per_node is False
+    with pytest.raises(ConfigError, match="file system every node shares"):
+        dm.setup("fit")
+    assert not list((root / ".fer_cache").glob("index*"))
+
+
+def test_the_processes_loader_needs_room_in_dev_shm(dataset, monkeypatch):
+    """Workers die with a bus error mid-epoch when /dev/shm cannot hold the batches in flight."""
+    from types import SimpleNamespace
+
+    from fer_lightning.data import shared_memory
+    from fer_lightning.errors import ConfigError
+
+    monkeypatch.setattr(shared_memory, "SHM", Path(dataset))  # any folder stands in for it
+    monkeypatch.setattr(shared_memory.shutil, "disk_usage", lambda path: SimpleNamespace(free=1024))
+    dm = prepared(dataset, loader="processes", num_workers=2)
+    with pytest.raises(ConfigError, match="/dev/shm has 0 MiB free"):
+        dm.train_dataloader()
+    prepared(dataset, loader="threads", num_workers=2).train_dataloader()  # needs none

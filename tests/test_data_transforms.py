@@ -105,3 +105,23 @@ def test_an_albumentations_view_of_the_slot_is_copied_back_before_the_inplace_st
 def test_bad_transform_settings_are_one_line_config_errors(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+def test_off_the_cpu_normalize_copies_its_constants_to_the_device_once(monkeypatch):
+    """A copy to the GPU per batch would be two host-to-device transfers per step; the meta
+    device stands in for a GPU."""
+    import torch
+
+    from fer_lightning.data import transforms
+
+    made: list[object] = []
+    tensor, new_tensor = torch.tensor, torch.Tensor.new_tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(a) or tensor(*a, **k))
+    monkeypatch.setattr(
+        torch.Tensor, "new_tensor", lambda *a, **k: made.append(a) or new_tensor(*a, **k)
+    )
+    images = torch.zeros(2, 3, 4, 4, dtype=torch.uint8, device="meta")
+    for _ in range(3):
+        out = transforms.normalize(images)
+    assert out.dtype == torch.float32 and out.device.type == "meta"
+    assert len(made) <= 2  # mean and std, once

@@ -1,5 +1,6 @@
-"""DDP through the real CLI on 2 CPU processes (gloo): one set of reports, and a checkpoint scored
-by 2 processes exactly as by 1, on a test split of odd size (the ranks hold 25 and 24 samples).
+"""DDP through the real CLI on 2 CPU processes (gloo): one set of reports, at most 1.5 Python-level
+collectives per training step (DDP's gradient all-reduce aside), and a checkpoint scored by 2
+processes exactly as by 1, on a test split of odd size (the ranks hold 25 and 24 samples).
 
 The exact comparison evaluates with batches of one sample: float32 kernels may round differently
 for different batch sizes, and sharding changes which batch sizes occur (49 = 3 x 16 + 1 in one
@@ -22,8 +23,8 @@ from hydra.utils import instantiate
 
 from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.eval import evaluate
-from fer_lightning.module import gather_outputs
 from fer_lightning.paths import CONFIG_DIR
+from fer_lightning.runs.ranks import gather_outputs
 from tests.conftest import tiny_overrides
 
 # The holdout test split is round(0.2 * 245) = 49 samples; the validation split 63.
@@ -64,18 +65,37 @@ def run_cli(app: str, run_dir: Path, *overrides: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ddp_run(odd_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-process training run (one epoch of T-Net), tested and reported as train does."""
+def collective_counts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("collectives")
+
+
+@pytest.fixture(scope="module")
+def ddp_run(
+    odd_dataset: Path, collective_counts: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A 2-process training run (one epoch of T-Net, 31 batches of 4 per rank), tested and
+    reported as train does, its collectives counted per step (`tests/collectives.py`)."""
     run = tmp_path_factory.mktemp("ddp") / "train"
     run_cli(
         "fer_lightning.train",
         run,
         *odd_data(odd_dataset),
+        "data.batch_size=4",
         "model=tnet",
         "trainer.max_epochs=1",
         *DDP_CPU,
+        "+callbacks.count._target_=tests.collectives.CountCollectives",
+        f"+callbacks.count.dirpath={collective_counts}",
     )
     return run
+
+
+def test_a_training_step_costs_at_most_one_and_a_half_collectives(ddp_run, collective_counts):
+    for rank in range(2):
+        steps = json.loads((collective_counts / f"rank{rank}.json").read_text())
+        assert len(steps) > 20
+        per_step = sum(sum(step.values()) for step in steps) / len(steps)
+        assert per_step <= 1.5, (rank, per_step, steps[:3])
 
 
 def test_two_process_training_writes_one_set_of_reports(ddp_run):

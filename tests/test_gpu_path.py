@@ -36,7 +36,7 @@ def test_on_the_cpu_channels_last_changes_nothing_and_compile_wraps_in_place():
     module.setup("fit")
     conv = next(p for p in module.net.parameters() if p.ndim == 4)
     assert conv.is_contiguous()  # default layout kept on the CPU
-    assert module.net._compiled_call_impl is not None
+    assert module._train_forward is not None
     # In place: checkpoints keep their keys and load into an uncompiled network.
     assert set(module.state_dict()) == names
 
@@ -52,6 +52,56 @@ def test_on_cuda_the_network_and_its_inputs_are_channels_last(monkeypatch):
     assert images.is_contiguous(memory_format=torch.channels_last)
     losses, logits, _ = module._step(batch())
     assert logits.shape == (4, 8) and torch.isfinite(losses["loss"])
+
+
+def test_deterministic_on_cuda_warns_where_a_layer_has_no_deterministic_kernel(monkeypatch):
+    """Strictly, adaptive average pooling's first backward on a GPU would raise."""
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda *a, **k: calls.append(k))
+    calls: list[dict] = []
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    monkeypatch.setattr(torch, "is_deterministic_algorithms_warn_only_enabled", lambda: False)
+    module = attached_module()
+    strategy = type(module.trainer.strategy)
+    monkeypatch.setattr(strategy, "root_device", property(lambda self: torch.device("cuda")))
+    module.setup("fit")
+    assert calls == [{"warn_only": True}]
+
+
+def samples(count: int) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(count)
+    return [
+        {
+            "image": torch.randn(3, 32, 32, generator=generator),
+            "expression": torch.tensor(i % 8),
+            "va": torch.zeros(2),
+            "index": torch.tensor(i),
+        }
+        for i in range(count)
+    ]
+
+
+def test_compile_compiles_the_training_forward_only(monkeypatch):
+    """Fit (with its sanity check and a validation split ending in a partial batch), then test:
+    one graph, counted by a backend that runs it as it is."""
+    from torch._dynamo.testing import CompileCounter
+
+    counter = CompileCounter()
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: compile_(*a, **{**k, "backend": counter}))
+    torch._dynamo.reset()
+    module = attached_module(compile=True)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    loader = torch.utils.data.DataLoader
+    trainer.fit(module, loader(samples(8), batch_size=4), loader(samples(6), batch_size=4))
+    trainer.test(module, loader(samples(6), batch_size=4), verbose=False)
+    assert counter.frame_count == 1
 
 
 @pytest.mark.slow

@@ -297,3 +297,16 @@ def test_the_epoch_va_loss_is_the_mean_over_labelled_samples():
     mean.update(torch.tensor(2.0), torch.tensor(3.0))
     mean.update(torch.tensor(1.0), torch.tensor(1.0))
     assert mean.compute().item() == pytest.approx((2.0 * 3 + 1.0) / 4)
+
+
+def test_under_bf16_autocast_the_losses_compute_in_float32():
+    loss = MultiTaskLoss({"expression": 0.9, "valence": 0.05, "arousal": 0.05}, num_classes=8)
+    generator = torch.Generator().manual_seed(0)
+    logits, va = torch.randn(6, 8, generator=generator), torch.rand(6, 2, generator=generator)
+    expression, target = torch.arange(6) % 8, torch.rand(6, 2, generator=generator)
+    expected = loss(logits, va, expression, target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = loss(logits.bfloat16(), va.bfloat16(), expression, target)
+    for name, value in expected.items():
+        assert mixed[name].dtype == torch.float32, name
+        torch.testing.assert_close(mixed[name], value, atol=2e-2, rtol=2e-2)

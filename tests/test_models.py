@@ -224,3 +224,16 @@ def test_registered_configs_cover_torchvision_names_without_yaml() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _compose_model("squeezenet", 32).model.name == "squeezenet"
+
+
+def test_under_bf16_autocast_the_heads_compute_in_float32():
+    """bf16 logits would change some predicted classes against an fp32 evaluation."""
+    net = create_model("tnet", image_size=32).eval()
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features = net.backbone(images)
+        logits, va = net(images)
+    assert logits.dtype == va.dtype == torch.float32
+    with torch.no_grad():
+        expected = net.expression_head(features.float())
+    torch.testing.assert_close(logits, expected)

@@ -204,3 +204,18 @@ def test_without_history_the_curves_are_skipped(tiny_dataset, tmp_path):
     assert not any((tmp_path / name).exists() for name in CURVES)
     assert not (tmp_path / "experiment.csv").exists()
     assert len(pd.read_csv(tmp_path / "predictions.csv")) == 20
+
+
+def test_the_device_count_covers_every_node():
+    from types import SimpleNamespace
+
+    import torch
+
+    from fer_lightning.reports.results import device_description
+
+    def trainer(devices: int, nodes: int) -> SimpleNamespace:
+        strategy = SimpleNamespace(root_device=torch.device("cpu"))
+        return SimpleNamespace(strategy=strategy, num_devices=devices, num_nodes=nodes)
+
+    assert device_description(trainer(4, 2)) == "8 x cpu"
+    assert device_description(trainer(1, 1)) == "cpu"

@@ -1,7 +1,11 @@
-"""NonFiniteLoss: a nan/inf loss stops the run before the update, or skips its step; non-finite
-weights never reach a checkpoint."""
+"""NonFiniteLoss: a nan/inf loss stops the run naming its step, before any checkpoint after it, or
+skips its step; non-finite weights never reach a checkpoint; and `stop` reads the device only
+every N steps."""
 
 from __future__ import annotations
+
+import sys
+from collections import Counter
 
 import pytest
 import pytorch_lightning as pl
@@ -16,7 +20,7 @@ from fer_lightning.runs.guards import NonFiniteLoss
 class NanAt(pl.LightningModule):
     """A linear model whose loss is nan at one batch; records its weight after every batch."""
 
-    def __init__(self, batch: int) -> None:
+    def __init__(self, batch: int | None) -> None:
         super().__init__()
         self.layer = nn.Linear(4, 1)
         self.nan_batch = batch
@@ -36,7 +40,17 @@ class NanAt(pl.LightningModule):
         return DataLoader(torch.randn(24, 4, generator=torch.Generator().manual_seed(0)), 4)
 
 
-def fit(module: pl.LightningModule, action: str) -> tuple[pl.Trainer, NonFiniteLoss]:
+class SaveEveryBatch(pl.Callback):
+    def __init__(self, directory) -> None:
+        self.directory = directory
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        trainer.save_checkpoint(self.directory / f"batch{batch_idx}.ckpt")
+
+
+def fit(
+    module: pl.LightningModule, action: str, *callbacks: pl.Callback
+) -> tuple[pl.Trainer, NonFiniteLoss]:
     callback = NonFiniteLoss(action)
     trainer = pl.Trainer(
         max_epochs=1,
@@ -45,18 +59,39 @@ def fit(module: pl.LightningModule, action: str) -> tuple[pl.Trainer, NonFiniteL
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[callback],
+        callbacks=[callback, *callbacks],
     )
     trainer.fit(module)
     return trainer, callback
 
 
-def test_a_nonfinite_loss_stops_before_the_update_naming_the_step():
+def test_a_nonfinite_loss_stops_naming_the_step_before_its_checkpoint(tmp_path):
     module = NanAt(batch=3)
     with pytest.raises(ConfigError, match=r"epoch 0, batch 3 \(optimizer step 4\)"):
-        fit(module, "stop")
-    assert len(module.weights) == 3
-    assert torch.equal(module.layer.weight, module.weights[-1])
+        fit(module, "stop", SaveEveryBatch(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"batch{i}.ckpt" for i in range(3)]
+
+
+def test_a_nonfinite_loss_is_found_at_the_epoch_end_without_a_checkpoint():
+    with pytest.raises(ConfigError, match=r"epoch 0, batch 3 \(optimizer step 4\)"):
+        fit(NanAt(batch=3), "stop")
+
+
+def test_stop_reads_the_device_once_per_n_steps(monkeypatch):
+    """Host syncs of the guard's own making (reads of a tensor's value) in 6 steps: one, at the
+    epoch's end, where each step read its loss before."""
+    reads: Counter = Counter()
+    for name in ("item", "tolist", "__bool__", "__float__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name):
+            if "fer_lightning" in sys._getframe(1).f_code.co_filename:
+                reads[_name] += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    fit(NanAt(batch=None), "stop")
+    assert sum(reads.values()) == 1, reads
 
 
 def test_a_nonfinite_loss_can_skip_its_step_and_weights_never_reach_a_checkpoint(tmp_path):

@@ -55,8 +55,13 @@ class Probe(pl.Callback):
         if batch_idx != 1:
             return
         sums = internals.epoch_sums(trainer)
+        internals.skip_sigterm_broadcast(trainer)
+        skipped = trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor
+        internals.restore_sigterm_broadcast(trainer)
         self.seen.update(
             within=internals.within_epoch(trainer),
+            shown=internals.step_logs_shown(trainer),
+            broadcast=(skipped(), trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor),
             sums=sums,
             metrics=internals.epoch_metric_states(trainer),
         )
@@ -85,6 +90,12 @@ def test_every_function_finds_what_it_relies_on_in_this_lightning(tmp_path):
     trainer.fit(Tiny())
     seen = probe.seen
     assert seen["within"] and not seen["within_at_end"]
+    assert seen["shown"] is True  # log_every_n_steps=1
+    skipped, restored = seen["broadcast"]
+    assert (
+        skipped is None
+        and restored.__func__ is type(trainer.fit_loop.epoch_loop)._broadcast_sigterm_tensor
+    )
     assert set(seen["sums"]) == {LOSS}  # the torchmetrics object's state is the module's
     assert set(seen["metrics"]) == {"mean"}  # by the metric's attribute in the module
     assert set(seen["metrics"]["mean"]) == {"mean_value", "weight"}

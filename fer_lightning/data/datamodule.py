@@ -35,6 +35,7 @@ from fer_lightning.data.index import Index, cache_dir_for, load_or_build_index
 from fer_lightning.data.loaders import LOADERS
 from fer_lightning.data.locks import dataset_lock
 from fer_lightning.data.sampler import EpochSampler, rank_and_world
+from fer_lightning.data.shared_memory import require_shared_memory
 from fer_lightning.data.split import (
     PARTS,
     PROTOCOLS,
@@ -66,6 +67,15 @@ def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     return weights
 
 
+# `data.num_workers: null`: one worker per core this process may use, less one for the training
+# loop, at most this many (decoding 224-pixel JPEGs faster than one GPU trains rarely needs more).
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    return max(1, min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0)) - 1))
+
+
 class AffectNetDataModule(pl.LightningDataModule):
     """Indexed, checked, leak-free dataset splits with seeded augmentation and sharding.
 
@@ -86,7 +96,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         manifest: str | None = None,
         image_size: int = 224,
         batch_size: int = 64,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         loader: str = "threads",
         classes: int = 8,
         protocol: str = "holdout",
@@ -116,6 +126,8 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.batch_size = batch_size
         self.loader = loader
+        if num_workers is None:
+            num_workers = default_workers()
         # The loader settings as both backends take them, off where there are no workers.
         workers = num_workers > 0
         self.loader_options = {
@@ -144,6 +156,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.datasets: dict[str, AffectNetDataset] = {}
         self._warned = False
         self._prepared: tuple[Index, dict[str, np.ndarray]] | None = None
+        self.prepare_data_per_node = False  # one preparation per job, on the shared cache
 
     @property
     def uses_balanced_sampler(self) -> bool:
@@ -154,7 +167,9 @@ class AffectNetDataModule(pl.LightningDataModule):
     def split_sizes(self) -> dict[str, int]:
         return {part: len(ds) for part, ds in self._require_setup().items()}
 
-    def _index_and_split(self, rebuild: bool) -> tuple[Index, dict[str, np.ndarray]]:
+    def _index_and_split(
+        self, rebuild: bool, build: bool = True
+    ) -> tuple[Index, dict[str, np.ndarray]]:
         layout, options = self.format, self.reader_options
         # Before cache_dir_for creates root/.fer_cache.
         reader(layout, **options).require(self.root)
@@ -163,7 +178,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         # by rank 0 when nothing prepared it in this process.
         quiet = self._warned or rank_and_world()[0] != 0
         index, _ = load_or_build_index(
-            self.root, cache, rebuild, self.check_workers, quiet, layout, options
+            self.root, cache, rebuild, self.check_workers, quiet, layout, options, build=build
         )
         self._warned = True
         record = self.split_file
@@ -185,8 +200,10 @@ class AffectNetDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Generates the synthetic dataset if configured; builds the index and split once.
 
-        Lightning calls this in one process per node; what it loads is kept for ``setup`` in the
-        same process, and other processes read the files it wrote.
+        Lightning calls this in one process of the job (global rank 0: `prepare_data_per_node`
+        is false, so several nodes do not build into one shared cache at once); what it loads is
+        kept for ``setup`` in the same process, and the other ranks read the files it wrote,
+        never building them (the cache must be on a file system every node shares).
         """
         with dataset_lock(self.root):
             if self.synthetic is not None:
@@ -196,7 +213,8 @@ class AffectNetDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        index, rows = self._prepared or self._index_and_split(rebuild=False)
+        rank_zero = rank_and_world()[0] == 0
+        index, rows = self._prepared or self._index_and_split(rebuild=False, build=rank_zero)
         self._prepared = None
         for part in PARTS:
             if len(rows[part]) == 0:
@@ -234,6 +252,10 @@ class AffectNetDataModule(pl.LightningDataModule):
         return [dataset.path(i) for i in range(len(dataset))]
 
     def _loader(self, part: str, sampler: EpochSampler, drop_last: bool) -> DataLoader:
+        if self.loader == "processes":
+            options = self.loader_options
+            workers, prefetch = options["num_workers"], options["prefetch_factor"] or 0
+            require_shared_memory(self.batch_size, self.image_size, workers, prefetch)
         return LOADERS[self.loader](
             self._require_setup()[part],
             batch_size=self.batch_size,
@@ -298,7 +320,8 @@ def _validate(args: dict[str, Any]) -> None:
     for key in ("image_size", "batch_size", "prefetch_factor"):
         if not isinstance(args[key], int) or args[key] < 1:
             fail(f"data.{key} must be a positive integer, got {args[key]!r}")
-    if not isinstance(args["num_workers"], int) or args["num_workers"] < 0:
+    workers = args["num_workers"]
+    if workers is not None and (not isinstance(workers, int) or workers < 0):
         fail(f"data.num_workers must be 0 or more, got {args['num_workers']!r}")
     if not isinstance(args["seed"], int) or args["seed"] < 0:
         fail(f"data.seed must be a non-negative integer, got {args['seed']!r}")

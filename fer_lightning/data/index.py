@@ -317,12 +317,14 @@ def load_or_build_index(
     quiet: bool = False,
     layout: str = DEFAULT_LAYOUT,
     options: Mapping[str, Any] | None = None,
+    build: bool = True,
 ) -> tuple[Index, CheckReport]:
     """The cached index of ``root`` when it is fresh, else a new one (checked, saved, reported).
 
-    ``cache_dir`` is `cache_dir_for`'s for the same layout and options. Unless ``quiet``,
-    problems are logged as one counted warning per kind whether the index was built or loaded,
-    so every run shows them.
+    ``cache_dir`` is `cache_dir_for`'s for the same layout and options. Without ``build`` (DDP
+    ranks other than 0, which read what rank 0 prepared) a missing or stale index is a one-line
+    error instead. Unless ``quiet``, problems are logged as one counted warning per kind whether
+    the index was built or loaded, so every run shows them.
     """
     source = reader(layout, **(options or {}))
     source.require(root)
@@ -343,6 +345,11 @@ def load_or_build_index(
     cached = _load_cached(path, report_path, images) if fresh else None
     if cached is not None:
         index, report = cached
+    elif not build:
+        raise ConfigError(
+            f"no up-to-date index of {root} in {cache_dir} after rank 0 prepared it: the "
+            "dataset cache must be on a file system every node shares (data.cache_dir)"
+        )
     else:
         log.info("indexing and checking the dataset at %s (once; cached in %s)", root, cache_dir)
         index, report = build_index(root, workers, layout, options, images)

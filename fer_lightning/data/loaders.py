@@ -156,7 +156,13 @@ class ThreadIterator:
             raise StopIteration
         batch = self._pending.popleft()
         self._issue()
-        return batch.result(self._dataset)  # a sample's error is raised here, as DataLoader does
+        result = batch.result(self._dataset)  # a sample's error is raised here, as DataLoader does
+        if self._pin:  # the labels too, as DataLoader's pin_memory does: copied asynchronously
+            result = {
+                key: value if key == "image" else value.pin_memory()
+                for key, value in result.items()
+            }
+        return result
 
     def close(self) -> None:
         """Stop the threads now, for good; the next ``next`` raises StopIteration."""

@@ -35,6 +35,18 @@ _LUT = np.stack(
 _OUTPUTS = BufferPool(keep=2)
 
 
+# The GPU path's mean and 1 / std (of 0-255 pixels) by device: copied there once, not per batch.
+_CONSTANTS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _device_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if device not in _CONSTANTS:
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1) * 255
+        inv_std = 1 / (torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1) * 255)
+        _CONSTANTS[device] = (mean.to(device), inv_std.to(device))
+    return _CONSTANTS[device]
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 RGB images [..., 3, H, W] -> float32 normalised with ImageNet's mean and std.
 
@@ -46,8 +58,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     if images.dtype != torch.uint8:
         raise TypeError(f"normalize expects uint8 images, got {images.dtype}")
     if images.device.type != "cpu":
-        mean = images.new_tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1) * 255
-        inv_std = 1 / (images.new_tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1) * 255)
+        mean, inv_std = _device_constants(images.device)
         return images.float().sub_(mean).mul_(inv_std)
     pixels = images.movedim(-3, -1).contiguous()  # no copy when already channels-last
     source = pixels.numpy().reshape(-1, images.shape[-1], 3)

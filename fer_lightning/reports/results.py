@@ -110,7 +110,9 @@ def device_description(trainer: pl.Trainer) -> str:
     """What the run computed on, e.g. `cpu` or `2 x NVIDIA H200`: timings mean little without."""
     device = trainer.strategy.root_device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return f"{trainer.num_devices} x {name}" if trainer.num_devices > 1 else name
+    # num_devices counts one node's devices: the job ran on num_nodes of them (world_size in all).
+    processes = trainer.num_devices * trainer.num_nodes
+    return f"{processes} x {name}" if processes > 1 else name
 
 
 def dataset_name(data: Mapping[str, Any]) -> str:

@@ -126,8 +126,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     without fsync: the move is a copy when the temp dir is another filesystem, and after a power
     cut the renamed file may be empty. Here the checkpoint goes through `atomic_write`. The
     replaced `last.ckpt` stays as `last-prev.ckpt`, the fallback `resume_checkpoint` uses when the
-    last one cannot be read.
+    last one cannot be read. `substitutes` maps a path to load to the file to load instead (the
+    checkpoint rank 0 chose, `FaultTolerance`).
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.substitutes: dict[str, str] = {}
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
@@ -144,6 +149,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: str | os.PathLike, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Lightning's load, with a missing file (a best checkpoint deleted since it was saved)
         a one-line error."""
+        path = self.substitutes.get(str(path), path)
         if not Path(path).is_file():
             raise ConfigError(
                 f"checkpoint {path} is missing (deleted or moved since the run saved it): "

@@ -19,7 +19,6 @@ from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
@@ -31,10 +30,17 @@ from fer_lightning.runs.checkpoints import (
     commit_checkpoint,
     reanchor,
 )
-from fer_lightning.runs.lightning_internals import add_to_epoch_sums, within_epoch
+from fer_lightning.runs.lightning_internals import (
+    add_to_epoch_sums,
+    restore_sigterm_broadcast,
+    skip_sigterm_broadcast,
+    within_epoch,
+)
+from fer_lightning.runs.ranks import every_rank, on_any_rank
 from fer_lightning.runs.state import (
     epoch_state,
     load_epoch_metrics,
+    own_rng_states,
     restore_logged_rows,
     rng_states,
     set_rng_states,
@@ -45,6 +51,9 @@ log = logging.getLogger(__name__)
 STATE_KEY = "fer_resume"  # FaultTolerance's part of a checkpoint
 # SIGUSR1: SLURM's `--signal` warning; SIGUSR2: submitit's (hydra/launcher=slurm).
 SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")
+# Under DDP the ranks vote on signals and the time since the last save every this many batches:
+# one all-reduce per ten steps rather than one per step; a signal waits at most that long.
+VOTE_EVERY_N_BATCHES = 10
 
 
 def exit_status(signum: int) -> int:
@@ -64,14 +73,6 @@ def fault_tolerance_plugins() -> list[Any]:
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))
     return plugins
-
-
-def _on_any_rank(trainer: pl.Trainer, *flags: bool) -> tuple[bool, ...]:
-    """Each flag, true if it is true in any process: all DDP ranks must save at the same batch."""
-    if trainer.world_size == 1:
-        return flags
-    votes = torch.tensor(flags, dtype=torch.int32, device=trainer.strategy.root_device)
-    return tuple(bool(v) for v in trainer.strategy.reduce(votes, reduce_op="max").tolist())
 
 
 def _signals() -> list[int]:
@@ -101,11 +102,17 @@ class FaultTolerance(Checkpoint):
     that follows training, a signal ends the run after the current batch, with the same status
     and without `results/` (nothing is left to save: a rerun tests again).
 
-    What checkpoints get (key `fer_resume`): the global RNG states, restored before the first
-    resumed batch, so dropout draws as without the interruption; whether training had been told
-    to stop (early stopping), so a finished run is not trained further; the logger step up to
-    which rows precede the checkpoint, so the CSV log repeats no row; within an epoch, the epoch's
-    running logged sums and metric states (see `epoch_state`).
+    Under DDP every rank continues from the checkpoint rank 0 chose (`resuming_from`, set by
+    `fer_lightning.runs.resume`): each rank chooses before the processes can talk, and a rank
+    that saw another file (a last checkpoint set aside as unreadable in between) follows rank 0.
+
+    What checkpoints get (key `fer_resume`): every rank's global RNG states (of its own GPU
+    only), restored before the first resumed batch, so dropout draws as without the
+    interruption; whether training had been told to stop (early stopping), so a finished run is
+    not trained further; the logger step up to which rows precede the checkpoint, so the CSV log
+    repeats no row; within an epoch, the epoch's running logged sums and metric states (see
+    `epoch_state`). Under DDP, ranks vote on signals and on the time since the last save every
+    `VOTE_EVERY_N_BATCHES` batches (one process checks at every batch).
     """
 
     def __init__(
@@ -132,8 +139,26 @@ class FaultTolerance(Checkpoint):
         self._trained = False
         self._restored: dict[str, Any] | None = None
         self._epoch_sums: dict[str, Any] | None = None
+        self.resuming_from: str | None = None
         self._replaced: dict[int, Any] = {}  # the handlers ours replaced while training
         self._earlier: dict[int, Any] = {}  # the handlers installed before the Trainer's
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # the processes can talk now, and nothing has been restored yet
+            self._follow_rank_zero(trainer)
+
+    def _follow_rank_zero(self, trainer: pl.Trainer) -> None:
+        chosen = every_rank(trainer, self.resuming_from)
+        if len(set(chosen)) == 1:
+            return
+        if None in chosen:  # every rank raises: one rank would start over, another continue
+            raise ConfigError(
+                f"the DDP ranks disagree on whether to resume ({chosen}): the run directory "
+                "must be on a file system every node shares; rerun the same command"
+            )
+        if chosen[0] != self.resuming_from:
+            log.warning("rank %d resumes from %s, rank 0's choice", trainer.global_rank, chosen[0])
+            trainer.strategy.checkpoint_io.substitutes[str(self.resuming_from)] = chosen[0]
 
     # What checkpoints carry
 
@@ -142,7 +167,7 @@ class FaultTolerance(Checkpoint):
     ) -> None:
         within = within_epoch(trainer)
         checkpoint[STATE_KEY] = {
-            "rng": rng_states(),
+            "rng": every_rank(trainer, rng_states(trainer.strategy.root_device)),
             "should_stop": trainer.should_stop,
             # Loggers record a batch's rows, and its epoch's, under the count of optimizer steps
             # before the batch's own (one optimizer, automatic optimization): global_step - 1
@@ -176,12 +201,18 @@ class FaultTolerance(Checkpoint):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         restored = self._restored
         if restored:
-            set_rng_states(restored["rng"])
+            own = own_rng_states(restored["rng"], trainer.global_rank)
+            set_rng_states(own, trainer.strategy.root_device)
             if restored["epoch"]:
                 load_epoch_metrics(pl_module, restored["epoch"]["metrics"])
                 self._epoch_sums = restored["epoch"]["sums"]
         self._last_save = time.monotonic()
         self._install_handlers()
+        # Lightning broadcasts at every step whether its SIGTERM handler ran; while training,
+        # ours replaces it, so the broadcast could only ever say no.
+        if trainer.received_sigterm:
+            self._signal = signal.SIGTERM
+        skip_sigterm_broadcast(trainer)
 
     # When to save
 
@@ -210,7 +241,12 @@ class FaultTolerance(Checkpoint):
         overdue = self.every_seconds is not None and (
             time.monotonic() - self._last_save >= self.every_seconds
         )
-        signalled, overdue = _on_any_rank(trainer, self._signal is not None, overdue)
+        signalled = self._signal is not None
+        if trainer.world_size > 1:
+            if (batch_idx + 1) % VOTE_EVERY_N_BATCHES:
+                signalled = overdue = False
+            else:
+                signalled, overdue = on_any_rank(trainer, signalled, overdue)
         step_due = self.every_n_steps is not None and trainer.global_step % self.every_n_steps == 0
         last_batch = batch_idx + 1 >= trainer.num_training_batches
         # Accumulated gradients are not checkpointed: save only after an optimizer step.
@@ -219,10 +255,11 @@ class FaultTolerance(Checkpoint):
             self._stage(trainer, exit_after=signalled)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        (signalled,) = _on_any_rank(trainer, self._signal is not None)
+        (signalled,) = on_any_rank(trainer, self._signal is not None)
         self._stage(trainer, exit_after=signalled)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        restore_sigterm_broadcast(trainer)
         self._settle(trainer)
         self._restore_handlers()
         if self._exit_pending:  # training is over, but testing was not asked for

@@ -2,9 +2,10 @@
 
 Lightning has no public API for three facts behind an exact continuation (docs/resuming.md):
 whether the fit loop is inside an epoch, the running sums and metric states behind the epoch's
-logged values, and the header its CSV writer appends under. Each
-is one small function here, and each reaches Lightning's objects through `_attribute`, which fails
-naming the attribute and this module when a release no longer has it; no other module of
+logged values, and the header its CSV writer appends under; nor for two of a DDP step's costs:
+whether the loggers record this step's values, and the per-step broadcast of its SIGTERM flag.
+Each is one small function here, and each reaches Lightning's objects through `_attribute`, which
+fails naming the attribute and this module when a release no longer has it; no other module of
 fer_lightning touches a private or undocumented Lightning attribute.
 
 Tested range: `pytorch-lightning>=2.6,<2.7` in pyproject.toml (2.6 added `weights_only` to
@@ -91,6 +92,30 @@ def add_to_epoch_sums(trainer: pl.Trainer, sums: States) -> None:
             now: torch.Tensor = _attribute(result, name)
             before = before.to(now.device)
             setattr(result, name, reduce(before, now) if extreme else before + now)
+
+
+def skip_sigterm_broadcast(trainer: pl.Trainer) -> None:
+    """Drops the broadcast of Lightning's SIGTERM flag before every training batch (a collective
+    per step under DDP), for as long as another handler owns SIGTERM."""
+    loop = _attribute(trainer, "fit_loop.epoch_loop")
+    _attribute(loop, "_broadcast_sigterm_tensor")
+    loop._broadcast_sigterm_tensor = _no_broadcast
+
+
+def restore_sigterm_broadcast(trainer: pl.Trainer) -> None:
+    loop = _attribute(trainer, "fit_loop.epoch_loop")
+    if loop.__dict__.get("_broadcast_sigterm_tensor") is _no_broadcast:
+        del loop._broadcast_sigterm_tensor
+
+
+def _no_broadcast() -> None:
+    pass
+
+
+def step_logs_shown(trainer: pl.Trainer) -> bool:
+    """Whether the loggers record this training step's `on_step` values (every
+    `trainer.log_every_n_steps` steps, and at the last)."""
+    return bool(_attribute(trainer, "_logger_connector.should_update_logs"))
 
 
 def adopt_csv_header(logger: CSVLogger, header: list[str]) -> None:

@@ -21,6 +21,7 @@ from fer_lightning.runs.checkpoints import (
     resume_checkpoint,
     start_over,
 )
+from fer_lightning.runs.fault_tolerance import FaultTolerance
 from fer_lightning.runs.state import LOG_ASIDE, csv_logs, set_aside_logs
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ def checkpoint_to_resume(cfg: DictConfig, run_dir: Path, trainer: pl.Trainer) ->
     if not cfg.get("resume", True):
         start_over(run_dir, [*logs, *leftovers])
     ckpt_path = resume_checkpoint(cfg, run_dir)
+    for callback in trainer.callbacks:
+        if isinstance(callback, FaultTolerance):
+            callback.resuming_from = ckpt_path  # the ranks agree on it once they can talk
     if ckpt_path:
         keep_split_record(Path(ckpt_path), run_dir / RECORD_FILE)
         set_aside_logs(logs)

@@ -9,6 +9,7 @@ a killed run may have logged past its last checkpoint).
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import random
 from collections.abc import Iterable
@@ -32,25 +33,42 @@ from fer_lightning.runs.lightning_internals import (
 
 LOG_ASIDE = ".resume"  # suffix of a CSV log kept from CSVLogger until the resumed run takes it
 
+log = logging.getLogger(__name__)
 
-def rng_states() -> dict[str, Any]:
-    """The global RNG states (dropout draws from torch's), as types a weights-only load accepts."""
+
+def rng_states(device: torch.device) -> dict[str, Any]:
+    """The global RNG states (dropout draws from torch's), as types a weights-only load accepts:
+    the CPU's and, on a GPU, that of the process's own GPU only (a resumed run may see fewer
+    GPUs, and under DDP each rank draws from its own)."""
     name, keys, position, has_gauss, gauss = np.random.get_state()
+    own_gpu = device.type == "cuda" and torch.cuda.is_available()
     return {
         "python": random.getstate(),
         "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if own_gpu else None,
     }
 
 
-def set_rng_states(states: dict[str, Any]) -> None:
+def own_rng_states(saved: dict[str, Any] | list[dict[str, Any]], rank: int) -> dict[str, Any]:
+    """This rank's entry of the states saved by rank (`FaultTolerance` gathers them). A run
+    resumed on fewer ranks takes the entries of the first ones; a checkpoint of an earlier
+    release holds one entry, whose GPU states are a list by device index."""
+    if isinstance(saved, dict):
+        return saved
+    return saved[min(rank, len(saved) - 1)]
+
+
+def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
     random.setstate(states["python"])
     name, keys, position, has_gauss, gauss = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    gpu = states["cuda"]
+    if isinstance(gpu, list):  # every visible GPU's, by index: the one of this process, if saved
+        gpu = gpu[device.index or 0] if len(gpu) > (device.index or 0) else None
+    if gpu is not None and device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.set_rng_state(gpu, device)
 
 
 def _cpu(value: Any) -> Any:
@@ -129,3 +147,17 @@ def restore_logged_rows(logger: CSVLogger, through_step: float) -> None:
         out.writeheader()
         out.writerows(rows)
     aside.unlink()
+
+
+def warn_where_nondeterministic(device: torch.device) -> None:
+    """`trainer.deterministic=true` on a GPU: deterministic kernels where CUDA has them, a
+    warning where it has none. Strictly, the first backward through adaptive average pooling
+    (SqueezeNet, MobileNet, EfficientNet, ResNet) would raise."""
+    strict = torch.are_deterministic_algorithms_enabled() and (
+        not torch.is_deterministic_algorithms_warn_only_enabled()
+    )
+    if strict and device.type == "cuda":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        log.info(
+            "trainer.deterministic=true: warnings name the layers without a deterministic kernel"
+        )

@@ -1,0 +1,113 @@
+"""RNG states in checkpoints, on a mocked list of GPUs: a rank saves and restores its own GPU's
+stream only, so a run resumed with fewer visible GPUs continues, and under DDP each rank gets its
+own stream back (not rank 0's record of that GPU)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from fer_lightning.runs import fault_tolerance
+from fer_lightning.runs.fault_tolerance import STATE_KEY, FaultTolerance
+
+
+class FakeGpus:
+    """`count` visible GPUs whose RNG streams are one-byte tensors, indexed as torch's
+    `default_generators` are: an index past the visible ones is an IndexError."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, count: int, process: int) -> None:
+        self.count = count
+        # Each process has advanced its own GPU's stream: process p, GPU g holds 10 * p + g + 1
+        # on the GPU it trains on, the untouched seed (0) on the others.
+        self.streams = {
+            g: torch.tensor([10 * process + g + 1 if g == process else 0]) for g in range(count)
+        }
+        self.restored: dict[int, int] = {}
+        for name in ("get_rng_state", "set_rng_state", "get_rng_state_all", "set_rng_state_all"):
+            monkeypatch.setattr(torch.cuda, name, getattr(self, name))
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: self.count)
+        monkeypatch.setattr(torch.cuda, "default_generators", tuple(range(count)))
+
+    def _index(self, device) -> int:
+        index = torch.device(device).index or 0
+        torch.cuda.default_generators[index]  # an IndexError past the visible GPUs
+        return index
+
+    def get_rng_state(self, device="cuda"):
+        return self.streams[self._index(device)].clone()
+
+    def set_rng_state(self, state, device="cuda"):
+        self.restored[self._index(device)] = int(state[0])
+
+    def get_rng_state_all(self):
+        return [self.get_rng_state(g) for g in range(self.count)]
+
+    def set_rng_state_all(self, states):
+        for g, state in enumerate(states):
+            self.set_rng_state(state, g)
+
+
+def fake_trainer(rank: int, world: int) -> SimpleNamespace:
+    """What FaultTolerance reads of a Trainer at a save between epochs and at the train start."""
+    progress = SimpleNamespace(processed=1, started=1)
+    return SimpleNamespace(
+        global_rank=rank,
+        world_size=world,
+        is_global_zero=rank == 0,
+        strategy=SimpleNamespace(root_device=torch.device(f"cuda:{rank}")),
+        fit_loop=SimpleNamespace(
+            epoch_progress=SimpleNamespace(current=progress),
+            epoch_loop=SimpleNamespace(_broadcast_sigterm_tensor=lambda: None),
+        ),
+        should_stop=False,
+        global_step=5,
+        received_sigterm=False,
+        callbacks=[],
+    )
+
+
+def saved_states(monkeypatch, visible: int, world: int) -> dict:
+    """The `fer_resume` entry of the checkpoint that `world` ranks on `visible` GPUs save (rank 0
+    writes it, after the others; a gather returns the values of the ranks that gave one)."""
+    given: dict[int, object] = {}
+
+    def gather(trainer, value):
+        given[trainer.global_rank] = value
+        return [given[rank] for rank in sorted(given)]
+
+    monkeypatch.setattr(fault_tolerance, "every_rank", gather, raising=False)
+    checkpoint: dict = {}
+    for rank in reversed(range(world)):
+        FakeGpus(monkeypatch, visible, process=rank)
+        checkpoint = {}
+        FaultTolerance(dirpath="unused").on_save_checkpoint(
+            fake_trainer(rank, world), None, checkpoint
+        )
+    return checkpoint[STATE_KEY]
+
+
+def restore(monkeypatch, state: dict, rank: int, world: int, visible: int) -> FakeGpus:
+    gpus = FakeGpus(monkeypatch, visible, process=rank)
+    callback = FaultTolerance(dirpath="unused")
+    callback._restored = state
+    trainer = fake_trainer(rank, world)
+    try:
+        callback.on_train_start(trainer, None)
+    finally:
+        callback.teardown(trainer, None, "fit")
+    return gpus
+
+
+def test_a_run_saved_with_two_visible_gpus_resumes_with_one(monkeypatch):
+    state = saved_states(monkeypatch, visible=2, world=1)
+    gpus = restore(monkeypatch, state, rank=0, world=1, visible=1)
+    assert gpus.restored == {0: 1}
+
+
+def test_each_ddp_rank_gets_its_own_gpu_stream_back(monkeypatch):
+    state = saved_states(monkeypatch, visible=2, world=2)
+    assert restore(monkeypatch, state, rank=0, world=2, visible=2).restored == {0: 1}
+    assert restore(monkeypatch, state, rank=1, world=2, visible=2).restored == {1: 12}
