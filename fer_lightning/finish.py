@@ -1,4 +1,5 @@
-"""The end of a run that tested a module: its `results/` folder (docs/run-directory.md)."""
+"""The end of a run that tested a module: its `results/` folder (docs/run-directory.md), also
+given to its loggers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from fer_lightning.loggers import log_results
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.reports.results import device_description, experiment_row, write_reports
 
@@ -72,4 +74,6 @@ def write_results(
             bootstrap=module.config.get("bootstrap"),
         )
         log.info("results written to %s", run_dir / "results")
+        metrics = module.test_results["metrics"]
+        log_results(trainer, {f"{split}/{k}": v for k, v in metrics.items()}, run_dir / "results")
     return module.test_results["metrics"]
