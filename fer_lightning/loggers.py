@@ -122,7 +122,7 @@ def logged_run(trainer: pl.Trainer, hyperparameters: Mapping[str, Any]) -> Itera
         failed = False
     finally:
         if trainer.is_global_zero and any(isinstance(x, WandbLogger) for x in trainer.loggers):
-            wandb = sys.modules.get("wandb")
+            wandb = sys.modules.get("wandb")  # imported by the logger once it made a run
             if wandb is not None and wandb.run is not None:
                 wandb.finish(exit_code=int(failed))
 

@@ -16,6 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from fer_lightning import loggers
+from fer_lightning.errors import ConfigError
 from fer_lightning.train import train
 from tests.conftest import compose_in, tiny_overrides
 
@@ -158,3 +159,12 @@ def test_mlflow_s_local_store_has_the_params_metrics_and_artifacts(logged):
     (checkpoint,) = (logged / "checkpoints").glob("best-*.ckpt")
     assert artifacts(loggers.CHECKPOINT_ARTIFACT) == {checkpoint.name}
     assert (store / loggers.MLFLOW_ARTIFACTS).is_dir()  # beside the store, not in the cwd
+
+
+def test_mlflow_without_mlflow_installed_is_a_config_error(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "mlflow" else real(name)
+    )
+    with pytest.raises(ConfigError, match=r"^logger=mlflow needs MLflow: pip install"):
+        loggers.mlflow_logger(store_dir=str(tmp_path))
