@@ -164,5 +164,7 @@ def _wandb_checkpoint(logger: WandbLogger, path: str) -> None:
     import wandb
 
     artifact = wandb.Artifact(f"model-{logger.experiment.id}", type="model")
-    artifact.add_file(path, name=Path(path).name)
+    # Uploaded from where it lies (no staged copy in the user's data directory): the run
+    # directory keeps it, unchanged, until `wandb sync` of an offline run.
+    artifact.add_file(path, name=Path(path).name, policy="immutable")
     logger.experiment.log_artifact(artifact, aliases=["best"])

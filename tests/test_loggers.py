@@ -49,6 +49,7 @@ def logged(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     names = ["tensorboard", "wandb", *(["mlflow"] if HAS_MLFLOW else [])]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("WANDB_MODE", "offline")
+        env.setenv("WANDB_DATA_DIR", str(tmp_path_factory.mktemp("wandb_data")))
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
         cfg = compose_in(
             tmp_path_factory.mktemp("logged"),
