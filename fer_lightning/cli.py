@@ -25,6 +25,7 @@ from fer_lightning import completion
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import write_text_atomic
 from fer_lightning.paths import CONFIG_DIR
+from fer_lightning.search import study_seed
 
 log = logging.getLogger("fer_lightning")
 
@@ -86,6 +87,7 @@ def register_resolvers() -> None:
         "fer_run_name": run_name,
         "fer_checkpoint_run_name": checkpoint_run_name,
         "fer_gpu_precision": gpu_precision,
+        "fer_study_seed": study_seed,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

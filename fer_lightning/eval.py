@@ -14,6 +14,7 @@ from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.errors import ConfigError
 from fer_lightning.finish import Started, write_results
 from fer_lightning.labels import EXPRESSION_NAMES
+from fer_lightning.loggers import logged_run
 from fer_lightning.module import TTA_MODES, MultiTaskModule
 from fer_lightning.reports.results import dataset_name
 from fer_lightning.runs.checkpoints import CHECKPOINT_DIR, load_checkpoint
@@ -112,21 +113,23 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         # and status 128 + N, before results/ is written. It saves nothing outside fit.
         callbacks=[FaultTolerance(str(Path(cfg.paths.output_dir) / CHECKPOINT_DIR))],
     )
-    trainer.test(module, datamodule=datamodule)
-    return write_results(
-        trainer,
-        module,
-        datamodule,
-        Path(cfg.paths.output_dir),
-        task="eval",
-        started=started,
-        # The curves of the epochs that led to this checkpoint, if it was saved with them.
-        history=checkpoint_history(checkpoint),
-        checkpoint=str(cfg.ckpt_path),
-        split=cfg.split,
-        tta=cfg.tta,
-        test_data=test_data,
-    )
+    # What was tested beside how it was trained: evaluations of one checkpoint differ in these.
+    command = {"ckpt_path": str(cfg.ckpt_path), "split": cfg.split, "tta": cfg.tta}
+    with logged_run(trainer, {**module.config, "eval": command}):
+        trainer.test(module, datamodule=datamodule)
+        return write_results(
+            trainer,
+            module,
+            datamodule,
+            Path(cfg.paths.output_dir),
+            task="eval",
+            started=started,
+            # The curves of the epochs that led to this checkpoint, if it was saved with them.
+            history=checkpoint_history(checkpoint),
+            checkpoint=str(cfg.ckpt_path),
+            split=cfg.split,
+            tta=cfg.tta,
+        )
 
 
 main = entry_point("eval")(evaluate)

@@ -1,5 +1,5 @@
 """The end of a run that tests a checkpoint: which one, the test, and its `results/` folder
-(docs/run-directory.md)."""
+(docs/run-directory.md), also given to its loggers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.loggers import log_results
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.reports.results import device_description, experiment_row, write_reports
 from fer_lightning.runs.checkpoints import CHECKPOINT_DIR
@@ -80,6 +81,8 @@ def write_results(
             bootstrap=module.config.get("bootstrap"),
         )
         log.info("results written to %s", run_dir / "results")
+        metrics = module.test_results["metrics"]
+        log_results(trainer, {f"{split}/{k}": v for k, v in metrics.items()}, run_dir / "results")
     return module.test_results["metrics"]
 
 

@@ -14,6 +14,7 @@ from fer_lightning.cli import entry_point, instantiate_dict
 from fer_lightning.data.split import RECORD_FILE
 from fer_lightning.errors import ConfigError
 from fer_lightning.finish import Started, checkpoint_to_test, test_and_report
+from fer_lightning.loggers import logged_run
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.runs.checkpoints import LAST, load_checkpoint
 from fer_lightning.runs.fault_tolerance import fault_tolerance_plugins
@@ -53,15 +54,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = checkpoint_to_resume(cfg, run_dir, trainer)
     if ckpt_path is None and cfg.get("init_from"):
         load_initial_weights(module.net, cfg.model.name, cfg.init_from)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if not cfg.test:
-        return {}
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-    # Before testing: test() restores the callbacks' states, the history's too, from `best`.
-    history = recorded_history(trainer)
-    metrics = test_and_report(
-        trainer, module, datamodule, run_dir, started=started, history=history, checkpoint=best
-    )
+    # After the resume check, which may move an earlier attempt's logs aside.
+    with logged_run(trainer, module.config):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if not cfg.test:
+            return {}
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        # Before testing: test() restores the callbacks' states, the history's too, from `best`.
+        history = recorded_history(trainer)
+        metrics = test_and_report(
+            trainer, module, datamodule, run_dir, started=started, history=history, checkpoint=best
+        )
     return {**metrics, **module.val_results}
 
 

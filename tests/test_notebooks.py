@@ -8,6 +8,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from fer_lightning.eval import evaluate
+from tests.conftest import compose_in
+
 pytest_plugins = ["tests.sweep_fixtures"]
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
@@ -23,13 +26,8 @@ def test_there_are_notebooks_stored_without_outputs():
         assert cells[0].cell_type == "code" and "os.environ.get(" in cells[0].source
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-def test_notebook_runs(path, tiny_dataset, seed_sweep, monkeypatch):
-    # Any job of a sweep is a run directory like a plain run's.
-    run_dir = min(p.parent.parent for p in seed_sweep.glob("*/results/metrics.json"))
-    monkeypatch.setenv("FER_DATA_ROOT", str(tiny_dataset))
-    monkeypatch.setenv("FER_RUN_DIR", str(run_dir))
-    monkeypatch.setenv("FER_SWEEP_DIR", str(seed_sweep))
+def execute(path: Path) -> list:
+    """Runs a notebook as Jupyter would (in its own directory); its code cells, each run."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
@@ -40,5 +38,30 @@ def test_notebook_runs(path, tiny_dataset, seed_sweep, monkeypatch):
     executed = client.execute()  # raises CellExecutionError, with the failing cell, if one fails
     code = [cell for cell in executed.cells if cell.cell_type == "code"]
     assert all(cell.execution_count for cell in code), "a code cell did not run"
-    figures = [o for cell in code for o in cell.outputs if "image/png" in o.get("data", {})]
-    assert figures, f"{path.name} drew no figure"
+    return code
+
+
+def figures(code: list) -> list:
+    return [o for cell in code for o in cell.outputs if "image/png" in o.get("data", {})]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs(path, tiny_dataset, seed_sweep, monkeypatch):
+    # Any job of a sweep is a run directory like a plain run's.
+    run_dir = min(p.parent.parent for p in seed_sweep.glob("*/results/metrics.json"))
+    monkeypatch.setenv("FER_DATA_ROOT", str(tiny_dataset))
+    monkeypatch.setenv("FER_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("FER_SWEEP_DIR", str(seed_sweep))
+    assert figures(execute(path)), f"{path.name} drew no figure"
+
+
+def test_the_run_notebook_reads_an_eval_without_a_csv_log(trained_run, tmp_path, monkeypatch):
+    (best,) = (trained_run / "checkpoints").glob("best-*.ckpt")
+    cfg = compose_in(
+        tmp_path, "eval", [f"ckpt_path={best}", "split=val", "trainer.accelerator=cpu"]
+    )
+    evaluate(cfg)
+    monkeypatch.setenv("FER_RUN_DIR", cfg.paths.output_dir)
+    code = execute(NOTEBOOKS[1])
+    # The learning curves too: from the history the scored checkpoint carries.
+    assert len(figures(code[:3])) == 1, "no learning curves"

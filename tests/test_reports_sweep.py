@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from fer_lightning.cli import DONE_FILE, FAILED_FILE
@@ -89,7 +90,7 @@ def test_the_loss_ratio_search_is_the_one_readme_describes():
 @pytest.mark.slow
 def test_a_two_trial_search_leaves_its_pareto_front(tiny_sweep, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    result = tiny_sweep(tmp_path, "+hparams_search=loss_ratios", "hydra.sweeper.n_trials=2")
+    result = tiny_sweep(tmp_path, "hparams_search=loss_ratios", "hydra.sweeper.n_trials=2")
     assert result.returncode == 0, result.stderr[-3000:]
     front = OmegaConf.load(tmp_path / "optimization_results.yaml")
     assert front.solutions and set(front.solutions[0].params) == {
@@ -97,6 +98,41 @@ def test_a_two_trial_search_leaves_its_pareto_front(tiny_sweep, tmp_path):
         "loss.weights.arousal",
     }
     assert len(pd.read_csv(tmp_path / SUMMARY_CSV)) == 2
+
+
+@pytest.mark.slow
+def test_a_persistent_search_continues_and_optimises_the_best_checkpoints_validation(
+    tiny_sweep, tmp_path
+):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    search = [
+        "hparams_search=loss_ratios",
+        "hydra.sweeper.n_trials=1",
+        f"hydra.sweeper.storage={storage}",
+    ]
+    # Two launches of one trial each: the second one (after an interruption, or to add trials)
+    # continues the study the first left in its sqlite file.
+    for launch in ("first", "second"):
+        result = tiny_sweep(tmp_path / launch, *search)
+        assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="loss_ratios", storage=storage)
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 2
+    assert trials[0].params != trials[1].params  # the second launch drew new settings
+    # Each trial's values are the validation metrics of its job's best checkpoint (never test
+    # metrics), in the order of optimized_metric.
+    objectives = ["val/acc", "val/valence_ccc", "val/arousal_ccc"]
+    jobs = sorted(tmp_path.glob("*/*/checkpoints/best-*.ckpt"))
+    assert len(jobs) == 2
+    for trial, checkpoint in zip(trials, jobs, strict=True):
+        stored = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        assert trial.values == pytest.approx([stored["fer_val_results"][k] for k in objectives])
+        assert stored["fer_config"]["loss"]["weights"]["valence"] == pytest.approx(
+            trial.params["loss.weights.valence"]
+        )
 
 
 def test_a_killed_job_is_unfinished_and_an_earlier_sweeps_jobs_are_left_out(tmp_path):
