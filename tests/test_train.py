@@ -253,7 +253,8 @@ def test_an_unknown_group_option_is_named_in_one_line():
     problem = unknown_choice(["trainer=cpu", "model=tnet,resnet5"])
     assert problem.startswith("unknown model 'resnet5': choose ") and "tnet" in problem
     assert (
-        unknown_choice(["data=imagenet"]) == "unknown data 'imagenet': choose affectnet, synthetic"
+        unknown_choice(["data=imagenet"])
+        == "unknown data 'imagenet': choose affectnet, affectnet_csv, synthetic"
     )
 
 

@@ -6,7 +6,8 @@ report, with the ids per problem kind, to the dataset's cache (``check-report.js
 ``report`` when given). A dataset with no usable sample, or no dataset, is one line on stderr and
 exit status 2.
 
-Other keys: ``data.cache_dir`` and ``data.check_workers`` as in the data config.
+Other keys: ``data.format`` (the layout, as ``data=affectnet_csv`` sets it), ``data.crop_margin``,
+``data.cache_dir`` and ``data.check_workers`` as in the data config.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from fer_lightning.files import write_text_atomic
 from fer_lightning.labels import EXPRESSION_NAMES, SUBSETS
 
 DEFAULTS = {
-    "data": {"root": "Dataset/", "cache_dir": None, "check_workers": None},
+    "data": {
+        "root": "Dataset/",
+        "format": DEFAULT_LAYOUT,
+        "crop_margin": 0.0,
+        "cache_dir": None,
+        "check_workers": None,
+    },
     "report": None,
 }
 
@@ -64,15 +71,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = sys.argv[1:] if argv is None else argv
     cfg = parse_key_values(args, DEFAULTS, "data.root=Dataset/")
-    root = Path(str(cfg["data"]["root"]))
-    reader(DEFAULT_LAYOUT).require(root)
+    data = cfg["data"]
+    root = Path(str(data["root"]))
+    reader(str(data["format"])).require(root)
     start = time.perf_counter()
-    cache = cache_dir_for(root, cfg["data"]["cache_dir"])
+    cache = cache_dir_for(root, data["cache_dir"])
     report_path = fresh = cache / REPORT_FILE
     if cfg["report"]:
         report_path = Path(str(cfg["report"]))
     try:
-        _, report = load_or_build_index(root, cache, True, cfg["data"]["check_workers"], quiet=True)
+        _, report = load_or_build_index(
+            root, cache, True, data["check_workers"], True, str(data["format"]), data["crop_margin"]
+        )
     finally:
         if report_path != fresh and fresh.is_file():
             write_text_atomic(report_path, fresh.read_text())

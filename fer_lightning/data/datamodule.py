@@ -96,6 +96,8 @@ class AffectNetDataModule(pl.LightningDataModule):
         rebuild_index: bool = False,
         check_workers: int | None = None,
         synthetic: dict[str, int] | None = None,
+        format: str = DEFAULT_LAYOUT,
+        crop_margin: float = 0.0,
         split_file: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
@@ -123,6 +125,8 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.rebuild_index = rebuild_index
         self.check_workers = check_workers
         self.synthetic = dict(synthetic) if synthetic else None
+        self.format = format
+        self.crop_margin = crop_margin
         self.split_file = Path(split_file) if split_file is not None else None
         # Which split test_dataloader serves: "test", or "val" to score the validation split.
         self.test_split = "test"
@@ -141,12 +145,14 @@ class AffectNetDataModule(pl.LightningDataModule):
         return {part: len(ds) for part, ds in self._require_setup().items()}
 
     def _index_and_split(self, rebuild: bool) -> tuple[Index, dict[str, np.ndarray]]:
-        reader(DEFAULT_LAYOUT).require(self.root)  # before cache_dir_for creates root/.fer_cache
+        reader(self.format).require(self.root)  # before cache_dir_for creates root/.fer_cache
         cache = cache_dir_for(self.root, self.cache_dir)
         # Dataset problems are logged once per run: by the process that prepares the data, or
         # by rank 0 when nothing prepared it in this process.
         quiet = self._warned or rank_and_world()[0] != 0
-        index, _ = load_or_build_index(self.root, cache, rebuild, self.check_workers, quiet)
+        index, _ = load_or_build_index(
+            self.root, cache, rebuild, self.check_workers, quiet, self.format, self.crop_margin
+        )
         self._warned = True
         record = self.split_file
         if record is not None and record.is_file():

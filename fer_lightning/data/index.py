@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from fer_lightning.data.crops import CROPS_DIR, Cropper
 from fer_lightning.data.decode import IMAGE_PROBLEMS, inspect_image
 from fer_lightning.data.formats import DEFAULT_LAYOUT, LABEL_PROBLEMS, Reader, Sample, reader
 from fer_lightning.data.odd_files import FILE_PROBLEMS
@@ -148,9 +149,14 @@ def _digest(columns: dict[str, np.ndarray]) -> str:
     return sha.hexdigest()[:16]
 
 
-def _check(source: Reader, root: Path, entry: Any) -> tuple[Sample, int, int, int]:
-    """(sample, height, width, channels) of one entry: its labels read, its image inspected."""
+def _check(
+    source: Reader, root: Path, entry: Any, cropper: Cropper
+) -> tuple[Sample, int, int, int]:
+    """(sample, height, width, channels) of one entry: its labels read, its face cut out when it
+    has a box and no problem, its image inspected."""
     sample = source.read(root, entry)
+    if sample.box is not None and sample.image is not None and not sample.problems:
+        sample = cropper.cut(root, sample)
     if sample.image is None:
         return sample, 0, 0, 0
     kind, height, width, channels = inspect_image(root / sample.image)
@@ -159,23 +165,30 @@ def _check(source: Reader, root: Path, entry: Any) -> tuple[Sample, int, int, in
     return sample, height, width, channels
 
 
-def _run_checks(source: Reader, root: Path, entries: list, workers: int) -> list[tuple]:
+def _run_checks(
+    source: Reader, root: Path, entries: list, workers: int, cropper: Cropper
+) -> list[tuple]:
     if workers <= 1 or len(entries) < _POOL_MIN_SAMPLES:
-        return [_check(source, root, e) for e in entries]
+        return [_check(source, root, e, cropper) for e in entries]
     n = len(entries)
     with ProcessPoolExecutor(workers) as pool:
         chunk = max(1, min(512, n // (8 * workers)))
-        return list(pool.map(_check, [source] * n, [root] * n, entries, chunksize=chunk))
+        args = [source] * n, [root] * n, entries, [cropper] * n
+        return list(pool.map(_check, *args, chunksize=chunk))
 
 
 def build_index(
-    root: Path, workers: int | None = None, layout: str = DEFAULT_LAYOUT
+    root: Path,
+    workers: int | None = None,
+    layout: str = DEFAULT_LAYOUT,
+    cropper: Cropper | None = None,
 ) -> tuple[Index, CheckReport]:
-    """Check every sample of the dataset at ``root`` and index the usable ones."""
+    """Check every sample of the dataset at ``root`` and index the usable ones; faces of a
+    layout with boxes are cut by ``cropper`` (default: into ``<root>/.fer_cache/crops``)."""
     source = reader(layout)
-    results = _run_checks(
-        source, root, list(source.scan(root)), workers or len(os.sched_getaffinity(0))
-    )
+    cropper = cropper or Cropper(root / ".fer_cache" / CROPS_DIR)
+    workers = workers or len(os.sched_getaffinity(0))
+    results = _run_checks(source, root, list(source.scan(root)), workers, cropper)
     descriptions = {**source.problems, **LABEL_PROBLEMS, **FILE_PROBLEMS, **IMAGE_PROBLEMS, **KEPT}
     report = CheckReport(root=str(root))
     problems: dict[str, list[str]] = {}
@@ -324,8 +337,12 @@ def load_or_build_index(
     workers: int | None = None,
     quiet: bool = False,
     layout: str = DEFAULT_LAYOUT,
+    crop_margin: float = 0.0,
 ) -> tuple[Index, CheckReport]:
     """The cached index of ``root`` when it is fresh, else a new one (checked, saved, reported).
+
+    Faces of a layout with boxes are cut out with ``crop_margin`` into ``<cache_dir>/crops``; an
+    index whose crops were cut with another margin, or deleted, is stale.
 
     Unless ``quiet``, problems are logged as one counted warning per kind whether the index was
     built or loaded, so every run shows them.
@@ -334,6 +351,7 @@ def load_or_build_index(
     source.require(root)
     path, report_path = cache_dir / INDEX_FILE, cache_dir / REPORT_FILE
     current = source.fingerprint(root)
+    cropper = Cropper(cache_dir / CROPS_DIR, crop_margin)
     meta = None if rebuild else read_index_meta(path)
     if meta is None and not rebuild and path.exists():
         log.warning("%s is damaged: rebuilding it", path)
@@ -342,18 +360,21 @@ def load_or_build_index(
         and meta.get("version") == INDEX_VERSION
         and meta.get("layout") == layout
         and meta.get("fingerprint") == current
+        and meta.get("crop_margin", 0.0) == crop_margin
+        and (not meta.get("crops") or cropper.directory.is_dir())
     )
     cached = _load_cached(path, report_path, root) if fresh else None
     if cached is not None:
         index, report = cached
     else:
         log.info("indexing and checking the dataset at %s (once; cached in %s)", root, cache_dir)
-        index, report = build_index(root, workers, layout)
+        index, report = build_index(root, workers, layout, cropper)
         for target in (report_path, path):
             if os.path.lexists(target) and not target.is_file():
                 raise ConfigError(f"{target} is not a file: remove it, or set data.cache_dir")
         write_report(report_path, report)
-        save_index(path, index, {"layout": layout, "fingerprint": current, "root": str(root)})
+        meta = {"layout": layout, "fingerprint": current, "crop_margin": crop_margin}
+        save_index(path, index, {**meta, "root": str(root), "crops": cropper.directory.is_dir()})
     if not quiet:
         report.warn(report_path)
     for name in SUBSETS:

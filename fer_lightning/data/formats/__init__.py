@@ -21,6 +21,10 @@ RAF-DB, FER2013, a manifest, class folders) is one new module ``formats/<name>.p
     are spread over the cores; a layout whose labels come from one file reads it in ``scan`` and
     returns finished samples from ``read``.
 
+A layout of whole photographs gives each sample its face ``box``; the index then cuts the face out
+once and indexes the crop instead, and the reader's ``problems`` include `BOX_PROBLEMS` (both in
+fer_lightning/data/crops.py).
+
 A reader maps its labels to AffectNet's codes (fer_lightning/labels.py). `reader(name)` finds the
 module by its name. See docs/data.md.
 """
@@ -49,6 +53,9 @@ class Sample:
     valence: float = 0.0
     arousal: float = 0.0
     problems: tuple[str, ...] = ()  # kinds of the reader's `problems` or of LABEL_PROBLEMS
+    # The face as (x, y, width, height) in pixels of ``image``, for layouts of whole photographs:
+    # the index cuts it out once (fer_lightning/data/crops.py). None: the image is the face.
+    box: tuple[int, int, int, int] | None = None
 
 
 class Reader(Protocol):
