@@ -51,8 +51,8 @@ def test_a_lossless_photograph_gives_its_exact_pixels_and_a_jpeg_one_a_close_jpe
         difference = np.abs(crop - pixels[16:56, 8:56])
         if suffix == ".png":
             assert not difference.any()
-        else:  # re-encoded at quality 95: 1.2 levels of 255 on average, 12 at most, here
-            assert difference.mean() < 1.5 and difference.max() <= 16
+        else:  # re-encoded at quality 90: 1.75 levels of 255 on average, 12 at most, here
+            assert difference.mean() < 2.5 and difference.max() <= 16
 
 
 def test_a_crop_outside_the_root_is_indexed_by_its_absolute_path(tmp_path):

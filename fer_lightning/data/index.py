@@ -121,7 +121,7 @@ class Index:
     root: Path
     subset: np.ndarray  # uint8, position in SUBSETS
     ids: np.ndarray  # str
-    files: np.ndarray  # str, the image file relative to root
+    files: np.ndarray  # str, the image file relative to root (absolute: a crop outside root)
     expression: np.ndarray  # int8, 0-7
     valence: np.ndarray  # float32
     arousal: np.ndarray  # float32
@@ -178,15 +178,11 @@ def _run_checks(
 
 
 def build_index(
-    root: Path,
-    workers: int | None = None,
-    layout: str = DEFAULT_LAYOUT,
-    cropper: Cropper | None = None,
+    root: Path, workers: int | None, layout: str, cropper: Cropper
 ) -> tuple[Index, CheckReport]:
     """Check every sample of the dataset at ``root`` and index the usable ones; faces of a
-    layout with boxes are cut by ``cropper`` (default: into ``<root>/.fer_cache/crops``)."""
+    layout with boxes are cut out by ``cropper``."""
     source = reader(layout)
-    cropper = cropper or Cropper(root / ".fer_cache" / CROPS_DIR)
     workers = workers or len(os.sched_getaffinity(0))
     results = _run_checks(source, root, list(source.scan(root)), workers, cropper)
     descriptions = {**source.problems, **LABEL_PROBLEMS, **FILE_PROBLEMS, **IMAGE_PROBLEMS, **KEPT}
