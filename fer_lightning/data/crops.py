@@ -4,7 +4,7 @@ A layout that ships photographs with a face box per sample (AffectNet's CSV rele
 index samples with a ``box``. The index cuts each face out here, writes it into the cache, and
 indexes the crop in place of the photograph, so training decodes a face-sized file as it does for
 AffectNet's ``.npy`` layout. Decoding the photograph and cropping it for every sample instead
-delivers a fraction of the images per second (bench/bench_crops.py, bench/README.md).
+took 2.6-6.7x as long per sample (bench/bench_crops.py, bench/README.md).
 
 A crop keeps its source's kind of compression: a JPEG's face is re-encoded as a JPEG of quality
 `JPEG_QUALITY`, anything else is written losslessly as PNG (its pixels are the box's exactly).
