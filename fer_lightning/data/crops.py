@@ -97,7 +97,7 @@ class Cropper:
             / SUBSETS[sample.subset]
             / (sample.sample_id + (".jpg" if jpeg else ".png"))
         )
-        with atomic_write(target) as file:
+        with atomic_write(target, durable=False) as file:  # the index syncs them all at once
             file.write(_encode(image[rows, columns], jpeg))
         try:
             stored = str(target.relative_to(root))

@@ -368,6 +368,8 @@ def load_or_build_index(
         for target in (report_path, path):
             if os.path.lexists(target) and not target.is_file():
                 raise ConfigError(f"{target} is not a file: remove it, or set data.cache_dir")
+        if cropper.directory.is_dir():
+            os.sync()  # the crops, written without a flush each, reach the disk before the index
         write_report(report_path, report)
         meta = {"layout": layout, "fingerprint": current, "crop_margin": crop_margin}
         save_index(path, index, {**meta, "root": str(root), "crops": cropper.directory.is_dir()})
