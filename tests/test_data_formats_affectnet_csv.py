@@ -210,6 +210,9 @@ def test_a_missing_or_incomplete_release_is_a_config_error(tmp_path, release):
     (root / LISTS / "validation.csv").unlink()
     with pytest.raises(ConfigError, match=r"validation\.csv is missing or not a readable file"):
         index_module.load_or_build_index(root, tmp_path / "c", layout=CSV)
+    os.mkfifo(root / LISTS / "validation.csv")  # never opened: it would wait for a writer
+    with pytest.raises(ConfigError, match=r"validation\.csv is missing or not a readable file"):
+        within(10, lambda: index_module.load_or_build_index(root, tmp_path / "c", layout=CSV))
 
 
 def test_data_check_reports_the_layout(release, tmp_path, capsys):
