@@ -70,12 +70,12 @@ def _parse(subset: int, where: str, row: list[str]) -> _Entry:
     if path.is_absolute() or ".." in path.parts or not path.parts:
         return _Entry(subset, where, problem="path_outside_root")
     try:
-        box = tuple(_whole(v) for v in row[1:5])
+        x, y, width, height = (_whole(v) for v in row[1:5])
         labels = (_whole(row[6]), float(row[7]), float(row[8]))
     except ValueError:
         return _Entry(subset, where, problem="unparsable_row")
     sample_id = str(path.with_suffix(""))
-    return _Entry(subset, sample_id, f"{IMAGES}/{path}", box, labels)  # type: ignore[arg-type]
+    return _Entry(subset, sample_id, f"{IMAGES}/{path}", (x, y, width, height), labels)
 
 
 class CsvLayout:
