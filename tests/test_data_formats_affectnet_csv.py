@@ -208,12 +208,15 @@ def test_a_margin_widens_the_box_and_stops_at_the_photograph(tmp_path):
     assert np.array_equal(crop, full[10:50, 0:70])
 
 
-def test_a_missing_or_incomplete_release_is_a_config_error(tmp_path, release):
+def test_a_missing_incomplete_or_undecodable_release_is_a_config_error(tmp_path, release):
     _, root, _ = release
     with pytest.raises(ConfigError, match=f"dataset not found at {tmp_path}.*{LISTS}"):
         index_module.load_or_build_index(tmp_path, tmp_path / "c", layout=CSV)
     with pytest.raises(ConfigError, match=r"data\.crop_margin must be between 0 and 1"):
         build(root, tmp_path / "c", crop_margin=-0.1)
+    (root / LISTS / "validation.csv").write_bytes(b"1/a.png,\xff\n")
+    with pytest.raises(ConfigError, match=r"validation\.csv is not UTF-8 text \(byte 8\)$"):
+        build(root, tmp_path / "c")
     (root / LISTS / "validation.csv").unlink()
     with pytest.raises(ConfigError, match=r"validation\.csv is missing or not a readable file"):
         index_module.load_or_build_index(root, tmp_path / "c", layout=CSV)
