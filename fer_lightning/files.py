@@ -27,10 +27,14 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_args: object) -> Iterator[IO]:
+def atomic_write(
+    path: str | os.PathLike, mode: str = "wb", durable: bool = True, **open_args: object
+) -> Iterator[IO]:
     """Opens a temporary file that replaces `path` when the block ends without an error.
 
-    On an error the temporary file is removed and `path` is left as it was.
+    On an error the temporary file is removed and `path` is left as it was. ``durable=False``
+    skips the two flushes to disk (about 14 ms a file on the development VM), for the many files
+    of a cache whose caller flushes them all at once with `os.sync` before recording them.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,13 +45,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_args: object)
         with os.fdopen(fd, mode, **open_args) as file:
             yield file
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def _umask() -> int:

@@ -87,6 +87,14 @@ def test_the_loader_bench_reports_its_targets_and_the_index_load(tmp_path):
     assert index and float(index.group(1)) > 0, stdout
 
 
+def test_the_crops_bench_compares_the_two_layouts_on_the_same_faces(tmp_path):
+    stdout = run_bench("bench/bench_crops.py images=32 size=48 rounds=1 batch_size=8", tmp_path)
+    number = r"([0-9.]+) \([0-9.]+-[0-9.]+\)"
+    for target in (r"\(c\)/\(n\), target >= 0.8", r"\(p\)/\(n1\): cutting while decoding"):
+        row = re.search(rf"^{target}\s+{number}$", stdout, re.MULTILINE)
+        assert row and float(row.group(1)) > 0, stdout
+
+
 def test_the_stats_bench_times_the_intervals(tmp_path):
     stdout = run_bench("bench/bench_stats.py samples=3000 resamples=40", tmp_path)
     timing = re.search(r"^40 resamples of 3,000 samples.*: ([0-9.]+) s", stdout, re.MULTILINE)

@@ -35,3 +35,19 @@ def test_the_file_gets_the_permissions_of_a_plain_write(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "metrics.csv").stat().st_mode) == 0o644
+
+
+def test_a_write_that_need_not_be_durable_is_atomic_without_flushing(tmp_path, monkeypatch):
+    flushed = []
+    monkeypatch.setattr(os, "fsync", flushed.append)
+    path = tmp_path / "crop.jpg"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_write(path, durable=False) as file:
+        file.write(b"half")
+        raise RuntimeError("interrupted")
+    with atomic_write(path, durable=False) as file:
+        file.write(b"new")
+    assert path.read_bytes() == b"new" and flushed == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crop.jpg"]
+    write_text_atomic(path, "durable")
+    assert len(flushed) == 2  # the file and its folder

@@ -74,3 +74,18 @@ def test_the_refusal_is_one_line_with_the_ways_out(compose_config, saved, tmp_pa
     with pytest.raises(ConfigError, match=f"init_from={last}") as given:
         require_same_experiment({"fer_config": saved}, cfg, last, explicit=True)
     assert "\n" not in str(given.value)
+
+
+def test_a_key_added_to_the_configs_after_the_run_is_no_change_at_its_default(
+    compose_config, saved
+):
+    """A run made before ``data.format`` and the reader settings existed resumes as it was."""
+    for key in ("format", "labels", "images", "manifest", "crop_margin"):
+        del saved["data"][key]
+    assert experiment_changes(saved, compose_config("train", RUN)) == []
+    changes = experiment_changes(saved, compose_config("train", [*RUN, "data.format=rafdb"]))
+    assert changes == ["data.format (unset) -> rafdb"]
+    del saved["optimizer"]["lr"]  # a required value, or one not at its default, is a change
+    assert experiment_changes(saved, compose_config("train", RUN)) == [
+        "optimizer.lr (unset) -> 0.0001"
+    ]

@@ -254,7 +254,8 @@ def test_an_unknown_group_option_is_named_in_one_line():
     assert problem.startswith("unknown model 'resnet5': choose ") and "tnet" in problem
     assert (
         unknown_choice(["data=imagenet"])
-        == "unknown data 'imagenet': choose affectnet, fer2013, folders, manifest, rafdb, synthetic"
+        == "unknown data 'imagenet': choose affectnet, affectnet_csv, fer2013, folders, manifest, "
+        "rafdb, synthetic"
     )
 
 

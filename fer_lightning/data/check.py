@@ -7,8 +7,8 @@ report, with the ids per problem kind, to the dataset's cache (``check-report.js
 exit status 2.
 
 Other keys as in the data config: ``data.format`` (the layout, ``affectnet`` by default) with its
-settings ``data.labels``, ``data.images`` and ``data.manifest``, ``data.cache_dir`` and
-``data.check_workers``.
+settings ``data.labels``, ``data.images``, ``data.manifest`` and ``data.crop_margin``,
+``data.cache_dir`` and ``data.check_workers``.
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_key_values(args, DEFAULTS, "data.root=Dataset/")
     data = cfg["data"]
     root, layout = Path(str(data["root"])), str(data["format"])
-    options = {key: str(data[key]) for key in READER_SETTINGS if data[key] is not None}
+    options = {key: data[key] for key in READER_SETTINGS if data[key] is not None}
     if "manifest" in options:  # as the data module takes it, so both find the same cache
-        options["manifest"] = os.path.abspath(options["manifest"])
+        options["manifest"] = os.path.abspath(str(options["manifest"]))
     reader(layout, **options).require(root)
     start = time.perf_counter()
     cache = cache_dir_for(root, data["cache_dir"], layout, options)

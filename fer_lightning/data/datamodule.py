@@ -80,8 +80,8 @@ class AffectNetDataModule(pl.LightningDataModule):
     """Indexed, checked, leak-free dataset splits with seeded augmentation and sharding.
 
     Arguments mirror ``conf/data/affectnet.yaml``; see the comments there. ``format`` names the
-    layout's reader; ``labels``, ``images`` and ``manifest`` are settings of some readers (None:
-    the reader's default, or not one of its settings). ``split_file`` (not a
+    layout's reader; ``labels``, ``images``, ``manifest`` and ``crop_margin`` are settings of some
+    readers (None: the reader's default, or not one of its settings). ``split_file`` (not a
     config key: a run sets it, see `fer_lightning.train`) is a run's record of its split: read
     when it exists, else written with the split drawn from the dataset cache. Without it the
     split is the cache's alone (notebooks, tests).
@@ -94,6 +94,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         labels: str | None = None,
         images: str | None = None,
         manifest: str | None = None,
+        crop_margin: float | None = None,
         image_size: int = 224,
         batch_size: int = 64,
         num_workers: int | None = None,
@@ -120,7 +121,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.root = _absolute(root)
         self.format = format
         manifest = None if manifest is None else os.path.abspath(_absolute(manifest))
-        settings = zip(READER_SETTINGS, (labels, images, manifest), strict=True)
+        settings = zip(READER_SETTINGS, (labels, images, manifest, crop_margin), strict=True)
         self.reader_options = {key: value for key, value in settings if value is not None}
         reader(format, **self.reader_options)  # an unknown format or setting fails here
         self.image_size = image_size

@@ -54,7 +54,7 @@ class AffectNetDataset(Dataset):
         return len(self.files)
 
     def path(self, i: int) -> str:
-        return self.root + self.files[i]
+        return os.path.join(self.root, self.files[i])
 
     def _decode(self, i: int, out: np.ndarray | None) -> tuple[int, np.ndarray]:
         for attempt in range(len(self)):

@@ -87,14 +87,23 @@ def decode_bytes(data: bytes, flag: int) -> np.ndarray | None:
         return None
 
 
-def inspect_image(path: str | Path) -> tuple[str | None, int, int, int]:
-    """(problem kind or None, height, width, channels) of one image file, by a full decode."""
+def decode_checked(path: str | Path) -> tuple[str | None, np.ndarray | None]:
+    """(problem kind or None, the image as stored, or None when there is a problem): every check
+    of `IMAGE_PROBLEMS` and `read_image_file`, then a full decode, channels and depth unchanged."""
     kind, data = read_image_file(path)
     if kind is None and _jpeg_or_png_truncated(data):
         kind = "truncated_image"
     image = None if kind else decode_bytes(data, cv2.IMREAD_UNCHANGED)
     if image is None:
-        return kind or "unreadable_image", 0, 0, 0
+        return kind or "unreadable_image", None
+    return None, image
+
+
+def inspect_image(path: str | Path) -> tuple[str | None, int, int, int]:
+    """(problem kind or None, height, width, channels) of one image file, by a full decode."""
+    kind, image = decode_checked(path)
+    if image is None:
+        return kind, 0, 0, 0
     channels = 1 if image.ndim == 2 else image.shape[2]
     return None, image.shape[0], image.shape[1], channels
 

@@ -35,12 +35,14 @@ from typing import Any
 import numpy as np
 
 from fer_lightning.data.check_report import KEPT, REPORT_FILE, CheckReport, write_report
+from fer_lightning.data.crops import CROPS_DIR, Cropper
 from fer_lightning.data.decode import IMAGE_PROBLEMS, inspect_image
 from fer_lightning.data.formats import (
     DEFAULT_LAYOUT,
     LABEL_PROBLEMS,
     Reader,
     Sample,
+    crop_margin,
     image_root,
     layout_subsets,
     reader,
@@ -72,7 +74,7 @@ class Index:
     root: Path
     subset: np.ndarray  # uint8, position in SUBSETS
     ids: np.ndarray  # str
-    files: np.ndarray  # str, the image file relative to root (the layout's image folder)
+    files: np.ndarray  # str, relative to root (the layout's image folder), or absolute
     expression: np.ndarray  # int8, 0-7
     valence: np.ndarray  # float32, NaN where the dataset has no valence
     arousal: np.ndarray  # float32, NaN where the dataset has no arousal
@@ -100,10 +102,14 @@ def _digest(columns: dict[str, np.ndarray]) -> str:
     return sha.hexdigest()[:16]
 
 
-def _check(source: Reader, root: Path, images: Path, entry: Any) -> tuple[Sample, int, int, int]:
-    """(sample, height, width, channels) of one entry: its labels read, its image (a file under
-    ``images``) inspected."""
+def _check(
+    source: Reader, root: Path, images: Path, entry: Any, cropper: Cropper
+) -> tuple[Sample, int, int, int]:
+    """(sample, height, width, channels) of one entry: its labels read, its face cut out when it
+    has a box and no problem, its image (a file under ``images``) inspected."""
     sample = source.read(root, entry)
+    if sample.box is not None and sample.image is not None and not sample.problems:
+        sample = cropper.cut(images, sample)
     if sample.image is None:
         return sample, 0, 0, 0
     kind, height, width, channels = inspect_image(images / sample.image)
@@ -113,16 +119,15 @@ def _check(source: Reader, root: Path, images: Path, entry: Any) -> tuple[Sample
 
 
 def _run_checks(
-    source: Reader, root: Path, images: Path, entries: list, workers: int
+    source: Reader, root: Path, images: Path, entries: list, workers: int, cropper: Cropper
 ) -> list[tuple]:
     if workers <= 1 or len(entries) < _POOL_MIN_SAMPLES:
-        return [_check(source, root, images, e) for e in entries]
+        return [_check(source, root, images, e, cropper) for e in entries]
     n = len(entries)
     with ProcessPoolExecutor(workers) as pool:
         chunk = max(1, min(512, n // (8 * workers)))
-        return list(
-            pool.map(_check, [source] * n, [root] * n, [images] * n, entries, chunksize=chunk)
-        )
+        args = [source] * n, [root] * n, [images] * n, entries, [cropper] * n
+        return list(pool.map(_check, *args, chunksize=chunk))
 
 
 def _finite_range(values: np.ndarray) -> list[float]:
@@ -133,17 +138,20 @@ def _finite_range(values: np.ndarray) -> list[float]:
 
 def build_index(
     root: Path,
+    cropper: Cropper,
     workers: int | None = None,
     layout: str = DEFAULT_LAYOUT,
     options: Mapping[str, Any] | None = None,
     images: Path | None = None,
 ) -> tuple[Index, CheckReport]:
     """Check every sample of the dataset at ``root`` and index the usable ones; their images are
-    files under ``images`` (``root`` unless the layout stores them, see `image_root`)."""
+    files under ``images`` (``root`` unless the layout stores them, see `image_root`), faces of a
+    layout with boxes cut out by ``cropper``."""
     source = reader(layout, **(options or {}))
     images = root if images is None else images
     entries = list(source.scan(root))
-    results = _run_checks(source, root, images, entries, workers or len(os.sched_getaffinity(0)))
+    workers = workers or len(os.sched_getaffinity(0))
+    results = _run_checks(source, root, images, entries, workers, cropper)
     descriptions = {**source.problems, **LABEL_PROBLEMS, **FILE_PROBLEMS, **IMAGE_PROBLEMS, **KEPT}
     report = CheckReport(root=str(root))
     problems: dict[str, list[str]] = {}
@@ -321,10 +329,11 @@ def load_or_build_index(
 ) -> tuple[Index, CheckReport]:
     """The cached index of ``root`` when it is fresh, else a new one (checked, saved, reported).
 
-    ``cache_dir`` is `cache_dir_for`'s for the same layout and options. Without ``build`` (DDP
-    ranks other than 0, which read what rank 0 prepared) a missing or stale index is a one-line
-    error instead. Unless ``quiet``, problems are logged as one counted warning per kind whether
-    the index was built or loaded, so every run shows them.
+    ``cache_dir`` is `cache_dir_for`'s for the same layout and options. Faces of a layout with
+    boxes are cut out into ``<cache_dir>/crops``; an index whose crops were deleted is stale.
+    Without ``build`` (DDP ranks other than 0, which read what rank 0 prepared) a missing or stale
+    index is a one-line error instead. Unless ``quiet``, problems are logged as one counted
+    warning per kind whether the index was built or loaded, so every run shows them.
     """
     source = reader(layout, **(options or {}))
     source.require(root)
@@ -332,6 +341,7 @@ def load_or_build_index(
     path, report_path = cache_dir / INDEX_FILE, cache_dir / REPORT_FILE
     current = source.fingerprint(root)
     images = image_root(source, root, cache_dir)
+    cropper = Cropper(cache_dir / CROPS_DIR, crop_margin(source))
     meta = None if rebuild else read_index_meta(path)
     if meta is None and not rebuild and path.exists():
         log.warning("%s is damaged: rebuilding it", path)
@@ -341,6 +351,7 @@ def load_or_build_index(
         and meta.get("layout") == layout
         and meta.get("settings", {}) == settings
         and meta.get("fingerprint") == current
+        and (not meta.get("crops") or cropper.directory.is_dir())
     )
     cached = _load_cached(path, report_path, images) if fresh else None
     if cached is not None:
@@ -352,13 +363,16 @@ def load_or_build_index(
         )
     else:
         log.info("indexing and checking the dataset at %s (once; cached in %s)", root, cache_dir)
-        index, report = build_index(root, workers, layout, options, images)
+        index, report = build_index(root, cropper, workers, layout, options, images)
         for target in (report_path, path):
             if os.path.lexists(target) and not target.is_file():
                 raise ConfigError(f"{target} is not a file: remove it, or set data.cache_dir")
+        if cropper.directory.is_dir():
+            os.sync()  # the crops, written without a flush each, reach the disk before the index
         write_report(report_path, report)
         meta = {"layout": layout, "fingerprint": current, "root": str(root)}
-        save_index(path, index, {**meta, "settings": settings} if settings else meta)
+        meta = {**meta, "settings": settings} if settings else meta
+        save_index(path, index, {**meta, "crops": cropper.directory.is_dir()})
     if not quiet:
         report.warn(report_path)
     if not report.usable:

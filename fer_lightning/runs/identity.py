@@ -4,16 +4,23 @@ The run's own config is the one stored in its checkpoint (`fer_config`, resolved
 differ from it only in settings that cannot change what is trained, tested or reported; anything
 else mixed with the restored weights, optimizer and split would give results of no experiment
 (a new learning rate with the old optimizer state, a new seed with the old split's samples).
+
+A key the run's config lacks because it was added to the configs after the run was made is no
+change while the rerun leaves it at its default: the default of its ``_target_``'s parameter,
+which is what the run was made with (``data.format`` is ``affectnet`` for runs made before the
+data layer read other layouts).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.errors import ConfigError
@@ -76,6 +83,24 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _default(tree: Mapping[str, Any], key: str) -> Any:
+    """The default of the parameter ``key`` names when its node has a ``_target_`` taking it, else
+    `_UNSET`."""
+    *path, name = key.split(".")
+    node: Any = tree
+    for part in path:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    if not path or not isinstance(node, Mapping) or not isinstance(node.get("_target_"), str):
+        return _UNSET
+    try:
+        parameter = inspect.signature(get_object(node["_target_"])).parameters.get(name)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return _UNSET
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return _UNSET
+    return parameter.default
+
+
 def _resolved(cfg: DictConfig, saved_epochs: Any) -> dict[str, Any]:
     """`cfg` as plain values; a raised `trainer.max_epochs` resolved as the run's, so that only
     the values the rerun may not change are compared."""
@@ -97,10 +122,13 @@ def experiment_changes(saved: Mapping[str, Any], cfg: DictConfig) -> list[str]:
     """`key old -> new` for each difference between the run's config and `cfg` that changes the
     experiment. A node whose `_target_` changed (optimizer=sgd) is one change, not one per key."""
     old = _flat(saved)
-    new = _flat(_resolved(cfg, old.get(RAISABLE)))
-    keys = [*old, *(key for key in new if key not in old)]
+    tree = _resolved(cfg, old.get(RAISABLE))
+    new = _flat(tree)
+    added = [key for key in new if key not in old and new[key] != _default(tree, key)]
     changed = [
-        key for key in keys if not _free(key) and old.get(key, _UNSET) != new.get(key, _UNSET)
+        key
+        for key in [*old, *added]
+        if not _free(key) and old.get(key, _UNSET) != new.get(key, _UNSET)
     ]
     replaced = {key.removesuffix("._target_") for key in changed if key.endswith("._target_")}
     kept = [

@@ -34,12 +34,16 @@ Two members are optional:
     paths are then relative to instead of ``root``. It runs before every ``scan`` and on every
     load of a cached index, so it should return at once when its files are already there.
 
+A layout of whole photographs gives each sample its face ``box``; the index then cuts the face out
+once, widened by the reader's ``crop_margin`` setting, and indexes the crop instead; the reader's
+``problems`` include `BOX_PROBLEMS` (both in fer_lightning/data/crops.py).
+
 A reader declares its classes by name and maps them to AffectNet's codes with
 `fer_lightning.labels.class_codes`. A sample without valence and arousal labels carries NaN for
 both (`NO_VA`), all the way into the batches. `reader(name, **options)` finds the module by its
-name; a reader that takes options (``data.labels``, ``data.images``, ``data.manifest``) is a frozen
-dataclass whose fields they are. Every module here is a layout (`names` lists them); what
-readers share lives in fer_lightning/data/listing.py. See docs/data.md.
+name; a reader that takes options (``data.labels``, ``data.images``, ``data.manifest``,
+``data.crop_margin``) is a frozen dataclass whose fields they are. Every module here is a layout
+(`names` lists them); what readers share lives in fer_lightning/data/listing.py. See docs/data.md.
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ class Sample:
     valence: float = NO_VA
     arousal: float = NO_VA
     problems: tuple[str, ...] = ()  # kinds of the reader's `problems` or of LABEL_PROBLEMS
+    # The face as (x, y, width, height) in pixels of ``image``, for layouts of whole photographs:
+    # the index cuts it out once (fer_lightning/data/crops.py). None: the image is the face.
+    box: tuple[int, int, int, int] | None = None
 
 
 class Reader(Protocol):
@@ -140,7 +147,7 @@ def label_problems(expression: int, valence: float, arousal: float) -> list[str]
 # The layout read unless told otherwise.
 DEFAULT_LAYOUT = "affectnet"
 # The data config keys (``data.<key>``) that are settings of some readers.
-READER_SETTINGS = ("labels", "images", "manifest")
+READER_SETTINGS = ("labels", "images", "manifest", "crop_margin")
 
 
 def names() -> list[str]:
@@ -176,6 +183,12 @@ def settings_of(source: Reader) -> dict[str, Any]:
 def layout_subsets(source: Reader) -> tuple[int, ...]:
     """The subsets ``source``'s layout always has (see the module docstring)."""
     return tuple(getattr(source, "subsets", (TRAIN_SET, VAL_SET)))
+
+
+def crop_margin(source: Reader) -> float:
+    """How far ``source``'s face boxes are widened before their faces are cut out (see the module
+    docstring); 0 for a layout without boxes."""
+    return float(getattr(source, "crop_margin", 0.0))
 
 
 def image_root(source: Reader, root: Path, cache: Path) -> Path:
