@@ -129,6 +129,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             checkpoint=str(cfg.ckpt_path),
             split=cfg.split,
             tta=cfg.tta,
+            test_data=test_data,
         )
 
 
