@@ -255,7 +255,7 @@ def test_an_unknown_group_option_is_named_in_one_line():
     assert (
         unknown_choice(["data=imagenet"])
         == "unknown data 'imagenet': choose affectnet, affectnet_csv, fer2013, folders, manifest, "
-        "rafdb, synthetic"
+        "multi, rafdb, synthetic"
     )
 
 
