@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.synthetic.labels import sample_valence_arousal
 from fer_lightning.data.synthetic.render import render_face
 from fer_lightning.labels import EXPRESSION_NAMES
@@ -117,6 +118,17 @@ def make_manifest(root: Path, count: int = 24) -> Path:
         rows.append([f"faces/{k}.jpg", expression, *va, split])
     write_csv(root / "list.csv", ["path", "expression", "valence", "arousal", "split"], rows)
     return root / "list.csv"
+
+
+def prepared(root: Path | str, layout: str, **settings) -> AffectNetDataModule:
+    """A datamodule over a dataset in ``layout`` at ``root``, set up for fitting: the layout's
+    own parts (``protocol=predefined``), tiny images, no worker threads, unless ``settings`` say
+    otherwise."""
+    options = {"protocol": "predefined", "image_size": 32, "batch_size": 4, "num_workers": 0}
+    datamodule = AffectNetDataModule(root=str(root), format=layout, **{**options, **settings})
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
 
 
 def layout_overrides(layout: str, root: Path, *extra: str) -> list[str]:

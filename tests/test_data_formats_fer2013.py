@@ -14,6 +14,7 @@ from tests.layout_fixtures import (
     FER2013_CODES,
     FERPLUS_COLUMNS,
     make_fer2013,
+    prepared,
     trained_predictions,
     write_csv,
 )
@@ -36,17 +37,7 @@ def test_a_fast_dev_run_predicts_in_canonical_codes(tmp_path, monkeypatch):
 def test_the_parts_are_the_usage_and_the_faces_are_stored_once(tmp_path):
     root = tmp_path / "fer"
     rows = make_fer2013(root, SMALL)
-    dm = AffectNetDataModule(
-        root=str(root),
-        format="fer2013",
-        classes=7,
-        protocol="predefined",
-        image_size=48,
-        batch_size=4,
-        num_workers=0,
-    )
-    dm.prepare_data()
-    dm.setup("fit")
+    dm = prepared(root, "fer2013", classes=7, image_size=48)
     assert dm.split_sizes == {"train": 14, "val": 7, "test": 7}
     item = dm.datasets["val"][0]
     pixels = np.array(rows[14][1].split(), dtype=np.uint8).reshape(48, 48)

@@ -11,7 +11,7 @@ from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.index import load_or_build_index
 from fer_lightning.errors import ConfigError
 from tests.data_fixtures import within
-from tests.layout_fixtures import face, make_folders, trained_predictions, write_jpeg
+from tests.layout_fixtures import face, make_folders, prepared, trained_predictions, write_jpeg
 
 
 def test_a_fast_dev_run_predicts_in_canonical_codes(tmp_path, monkeypatch):
@@ -26,17 +26,7 @@ def test_a_fast_dev_run_predicts_in_canonical_codes(tmp_path, monkeypatch):
 
 def test_a_missing_val_folder_is_drawn_from_train(tmp_path):
     root = make_folders(tmp_path / "f", per_class=4, parts=("Training", "test"))
-    dm = AffectNetDataModule(
-        root=str(root),
-        format="folders",
-        protocol="predefined",
-        classes=7,
-        val_fraction=0.25,
-        image_size=32,
-        num_workers=0,
-    )
-    dm.prepare_data()
-    dm.setup("fit")
+    dm = prepared(root, "folders", classes=7, val_fraction=0.25)
     assert dm.split_sizes == {"train": 21, "val": 7, "test": 28}
     assert np.isnan(dm.datasets["train"][0]["va"].numpy()).all()
 

@@ -11,7 +11,14 @@ import pytest
 from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.index import load_or_build_index
 from fer_lightning.errors import ConfigError
-from tests.layout_fixtures import face, make_manifest, trained_predictions, write_csv, write_jpeg
+from tests.layout_fixtures import (
+    face,
+    make_manifest,
+    prepared,
+    trained_predictions,
+    write_csv,
+    write_jpeg,
+)
 
 HEADER = ["path", "expression", "valence", "arousal", "split"]
 
@@ -30,17 +37,7 @@ def test_a_fast_dev_run_predicts_in_canonical_codes(tmp_path, monkeypatch):
 
 def test_valence_arousal_where_given_nan_where_not(tmp_path):
     manifest = make_manifest(tmp_path / "m")
-    dm = AffectNetDataModule(
-        root=str(tmp_path / "m"),
-        format="manifest",
-        manifest=str(manifest),
-        protocol="predefined",
-        image_size=32,
-        batch_size=4,
-        num_workers=0,
-    )
-    dm.prepare_data()
-    dm.setup("fit")
+    dm = prepared(tmp_path / "m", "manifest", manifest=str(manifest))
     assert dm.split_sizes == {"train": 16, "val": 4, "test": 4}
     train = dm.datasets["train"]
     va = {os.path.basename(train.path(i)): train[i]["va"].numpy() for i in range(len(train))}
@@ -52,18 +49,13 @@ def test_a_manifest_without_split_draws_val_and_test_from_its_rows(tmp_path):
     for k in range(28):
         write_jpeg(tmp_path / f"{k}.jpg", face(k % 7, k))
     write_csv(tmp_path / "list.csv", ["path", "expression"], rows)
-    dm = AffectNetDataModule(
-        root=str(tmp_path),
-        format="manifest",
+    dm = prepared(
+        tmp_path,
+        "manifest",
         manifest=str(tmp_path / "list.csv"),
-        protocol="predefined",
         test_fraction=0.25,
         val_fraction=0.2,
-        image_size=32,
-        num_workers=0,
     )
-    dm.prepare_data()
-    dm.setup("fit")
     assert dm.split_sizes == {"train": 17, "val": 4, "test": 7}
 
 

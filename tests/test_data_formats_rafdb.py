@@ -11,7 +11,14 @@ from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.index import load_or_build_index
 from fer_lightning.errors import ConfigError
 from tests.data_fixtures import within
-from tests.layout_fixtures import RAFDB_CODES, face, make_rafdb, trained_predictions, write_jpeg
+from tests.layout_fixtures import (
+    RAFDB_CODES,
+    face,
+    make_rafdb,
+    prepared,
+    trained_predictions,
+    write_jpeg,
+)
 
 
 def test_a_fast_dev_run_predicts_in_canonical_codes(tmp_path, monkeypatch):
@@ -27,18 +34,7 @@ def test_a_fast_dev_run_predicts_in_canonical_codes(tmp_path, monkeypatch):
 
 def test_original_images_and_nan_valence_arousal_reach_the_items(tmp_path):
     root = make_rafdb(tmp_path / "raf", train=14, test=7, images="original")
-    dm = AffectNetDataModule(
-        root=str(root),
-        format="rafdb",
-        images="original",
-        classes=7,
-        protocol="predefined",
-        image_size=32,
-        batch_size=4,
-        num_workers=0,
-    )
-    dm.prepare_data()
-    dm.setup("fit")
+    dm = prepared(root, "rafdb", images="original", classes=7)
     test = dm.datasets["test"]
     assert [os.path.basename(test.path(i)) for i in range(3)] == [
         "test_00001.jpg",
