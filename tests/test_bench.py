@@ -19,16 +19,19 @@ LOADER_BENCH = "bench/bench_loader.py images=64 rounds=1 baseline_images=32 batc
 DETECTOR_BENCH = "bench/bench_detectors.py images=4 detectors=[haar-30] side=256"
 
 
-def run_bench(command: str, cache: Path) -> str:
+def run_bench(command: str, cache: Path, program: str = sys.executable, timeout: int = 300) -> str:
+    """The output of `program COMMAND` run from the repository (a bench script: Python's, or
+    bash for a shell script)."""
     # The generated dataset is cached under XDG_CACHE_HOME: keep it in the test's directory.
     env = {**os.environ, "XDG_CACHE_HOME": str(cache), "OMP_NUM_THREADS": "1"}
+    env["PYTHON"] = sys.executable
     result = subprocess.run(
-        [sys.executable, *command.split()],
+        [program, *command.split()],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -106,18 +109,8 @@ def test_the_stats_bench_times_the_intervals(tmp_path):
 def test_the_gpu_check_runs_end_to_end_on_the_cpu_in_its_tiny_mode(tmp_path):
     """`bash bench/gpu_check.sh --tiny` (about 2 minutes on 2 cores: slow): a table row per
     variant, and a note for each option the config lacks."""
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    env["PYTHON"] = sys.executable
     report = tmp_path / "check.md"
-    result = subprocess.run(
-        ["bash", "bench/gpu_check.sh", "--tiny", "--out", str(report)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_bench(f"bench/gpu_check.sh --tiny --out {report}", tmp_path, program="bash", timeout=600)
     text = report.read_text()
     assert "- torch: " in text and "| row | model | images/s |" in text
     assert re.search(r"^\| tnet \| tnet \| [0-9]+ \| 8 \| threads x 1 \|", text, re.MULTILINE), text

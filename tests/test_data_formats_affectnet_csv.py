@@ -24,7 +24,7 @@ from fer_lightning.data.synthetic.csv_release import write_csv_release
 from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.errors import ConfigError
 from fer_lightning.module import MultiTaskModule
-from tests.conftest import compose_in
+from tests.conftest import FAST, compose_in
 from tests.data_fixtures import (
     jpeg_header_bomb,
     make_dataset,
@@ -303,16 +303,7 @@ def test_a_run_on_the_release_keeps_its_labels_and_scores_as_on_the_npy_layout(t
     source = ensure_synthetic(tmp_path / "npy", train_size=48, val_size=16, image_size=32)
     root = tmp_path / "csv"
     write_csv_release(source, root, header=(False, True))
-    common = [
-        "model=tnet",
-        "data.image_size=32",
-        "data.batch_size=16",
-        "data.num_workers=0",
-        "trainer.accelerator=cpu",
-        "~callbacks.progress_bar",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-    ]
+    common = ["model=tnet", *FAST]
     csv_data = ["data=affectnet_csv", f"data.root={root}"]
     cfg = compose_in(tmp_path / "train", "train", [*csv_data, *common, "trainer.fast_dev_run=true"])
     train(cfg)
