@@ -3,7 +3,10 @@
 GPU path: batches arrive as uint8 and are normalised on the device by the datamodule's
 ``on_after_batch_transfer``; on CUDA the network and its inputs use the channels-last memory
 layout (``channels_last``), which tensor-core convolutions need to run without transposes, and
-``compile`` optionally runs the network through ``torch.compile`` for training.
+``compile`` optionally runs the network through ``torch.compile`` for training. On the CPU the
+layout is the one measured faster for the model (``cpu_channels_last``, default per model in
+fer_lightning/models/registry.py): the batches come channels-last, so no layout is forced on
+them that the network does not want.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from fer_lightning.models.finetune import (
     parameter_summary,
     set_backbone_trainable,
 )
+from fer_lightning.models.registry import cpu_channels_last
 from fer_lightning.runs.ema import WeightAverage
 from fer_lightning.runs.stored_config import stored_ema_decay, stored_loss, stored_net
 
@@ -103,9 +107,10 @@ class MultiTaskModule(pl.LightningModule):
     checkpoint so eval, predict and export rebuild the network from a weights-only load, without
     unpickling code from the file.
 
-    `channels_last` takes effect on CUDA only (on the CPU the default layout is kept, so CPU runs
-    compute exactly as before). `compile` compiles the network in place (`nn.Module.compile`,
-    which keeps the state-dict keys, so checkpoints load into an uncompiled network) when fitting.
+    `channels_last` is the layout on CUDA; `cpu_channels_last` the layout on the CPU (None: the
+    model's measured default, `models.registry.cpu_channels_last`). `compile` compiles the
+    network in place (`nn.Module.compile`, which keeps the state-dict keys, so checkpoints load
+    into an uncompiled network) when fitting.
     `tta="flip"` averages each test prediction with the mirrored image's. `test_split` is the
     split that `trainer.test` scores and the prefix of what it logs (eval sets it to `val` for
     `split=val`).
@@ -124,6 +129,7 @@ class MultiTaskModule(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         config: dict | None = None,
         channels_last: bool = True,
+        cpu_channels_last: bool | None = None,
         compile: bool = False,
         tta: str | None = None,
         freeze_backbone_epochs: int = 0,
@@ -139,6 +145,7 @@ class MultiTaskModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.config = config or {}
         self.channels_last = channels_last
+        self.cpu_channels_last = cpu_channels_last
         self.compile_net = compile
         self._memory_format = torch.contiguous_format  # decided in setup, by the device
         self.freeze_backbone_epochs = freeze_backbone_epochs
@@ -197,7 +204,7 @@ class MultiTaskModule(pl.LightningModule):
         balanced = getattr(datamodule, "uses_balanced_sampler", False)
         if stage == "fit" and datamodule is not None and self.loss.class_weighted and not balanced:
             self.loss.set_class_weights(datamodule.class_weights())
-        if self.channels_last and self.trainer.strategy.root_device.type == "cuda":
+        if self._wants_channels_last(self.trainer.strategy.root_device.type):
             # Parameters keep their layout when the strategy moves them to the device next.
             self._memory_format = torch.channels_last
             self.net.to(memory_format=torch.channels_last)
@@ -205,6 +212,15 @@ class MultiTaskModule(pl.LightningModule):
                 self.ema.net.to(memory_format=torch.channels_last)
         if stage == "fit" and self.compile_net:
             self.net.compile()
+
+    def _wants_channels_last(self, device: str) -> bool:
+        if device == "cuda":
+            return self.channels_last
+        if device == "cpu":
+            if self.cpu_channels_last is None:
+                return cpu_channels_last(getattr(self.net, "name", ""))
+            return self.cpu_channels_last
+        return False
 
     def _images(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["image"].contiguous(memory_format=self._memory_format)

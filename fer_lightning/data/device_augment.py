@@ -79,14 +79,16 @@ class DeviceAugment:
     def _noisy(self, noise: InPlaceGaussNoise, hwc: Tensor, draws: np.ndarray) -> Tensor:
         """``clip(image + noise, 0, 255)`` of the chosen samples, as the loader computes it."""
         n, size = len(hwc), hwc[0].numel()
-        banks = self._device_banks(noise, size, hwc.device)
+        signed = self._signed_banks(noise, size, hwc.device)
         windows = [noise.window(d, size) for d in draws.tolist()]
-        parts = torch.stack([banks[level, :, o : o + size] for level, o in windows])
-        added = hwc.reshape(n, size).short() + parts[:, 0].short() - parts[:, 1].short()
+        values = torch.stack([signed[level, o : o + size] for level, o in windows])
+        added = values.add_(hwc.reshape(n, size))
         return added.clamp_(0, 255).to(torch.uint8).view(hwc.shape)
 
-    def _device_banks(self, noise: InPlaceGaussNoise, size: int, device: torch.device) -> Tensor:
+    def _signed_banks(self, noise: InPlaceGaussNoise, size: int, device: torch.device) -> Tensor:
+        """int16 [LEVELS, bank_length]: the noise's banks as one signed value, on ``device``."""
         key = (id(noise), noise.bank_length(size), device)
         if key not in self._banks:
-            self._banks[key] = torch.from_numpy(noise.banks(size)).to(device)
+            banks = torch.from_numpy(noise.banks(size)).to(device)
+            self._banks[key] = banks[:, 0].short() - banks[:, 1].short()
         return self._banks[key]
