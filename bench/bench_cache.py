@@ -38,8 +38,8 @@ from bench_loader import AUGMENT, Rate, in_parallel, iterate, measure, spread
 
 from fer_lightning.cli import parse_key_values, run_command
 from fer_lightning.data.datamodule import AffectNetDataModule
-from fer_lightning.data.decoded_store import build_store
-from fer_lightning.data.index import load_or_build_index
+from fer_lightning.data.decoded_store import build_store, store_paths
+from fer_lightning.data.index import cache_dir_for, load_or_build_index
 from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.labels import SUBSETS
 from fer_lightning.paths import user_cache_dir
@@ -115,21 +115,22 @@ def build_figures(root: Path, args: SimpleNamespace) -> None:
     target = linked_dataset(
         root, root.parent / f"{root.name}-linked-{args.build_samples}", args.build_samples
     )
-    with tempfile.TemporaryDirectory(dir=target) as cache:
-        index, _ = load_or_build_index(target, Path(cache), quiet=True)
-        for size in args.sizes:
-            start = time.perf_counter()
-            store = build_store(Path(cache), index, size, args.workers)
-            seconds = time.perf_counter() - start
-            gigabytes = store.count * store.sample_bytes / 1e9
-            scale = AFFECTNET / store.count
-            print(
-                f"store of {store.count:,} samples at {size} px: {gigabytes:.2f} GB, built in "
-                f"{seconds:.1f}s ({store.count / seconds:.0f} samples/s, {args.workers} threads); "
-                f"AffectNet's {AFFECTNET:,}: {gigabytes * scale:.1f} GB, "
-                f"{seconds * scale / 60:.1f} min"
-            )
-            store.pixels.unlink()
+    cache = cache_dir_for(target)  # the index is kept for the next run; the stores are not
+    index, _ = load_or_build_index(target, cache, quiet=True)
+    for size in args.sizes:
+        start = time.perf_counter()
+        store = build_store(cache, index, size, args.workers)
+        seconds = time.perf_counter() - start
+        gigabytes = store.count * store.sample_bytes / 1e9
+        scale = AFFECTNET / store.count
+        print(
+            f"store of {store.count:,} samples at {size} px: {gigabytes:.2f} GB, built in "
+            f"{seconds:.1f}s ({store.count / seconds:.0f} samples/s, {args.workers} threads); "
+            f"AffectNet's {AFFECTNET:,}: {gigabytes * scale:.1f} GB, "
+            f"{seconds * scale / 60:.1f} min"
+        )
+        for path in store_paths(cache, index, size):
+            path.unlink()
 
 
 def main() -> int:

@@ -187,11 +187,13 @@ def main() -> int:
             rates: dict[str, list[float]] = {}
             with tempfile.TemporaryDirectory() as out:
                 cfg = train_config(model, size, args.batch_size, Path(out))
-                for _ in range(args.rounds):
+                for k in range(args.rounds):
                     rates.setdefault("project", []).append(project_rate(cfg, batches, args))
                     for layout in PLAIN_LAYOUTS:
                         rate = plain_rate(cfg, batches, args, layout)
                         rates.setdefault(layout, []).append(rate)
+                    measured = ", ".join(f"{n} {r[-1]:.0f}" for n, r in rates.items())
+                    print(f"  {model} {size} px round {k + 1}: {measured}", file=sys.stderr)
             project = rates["project"]
             plain = rates[PLAIN_LAYOUTS[0]]
             best = [

@@ -81,3 +81,28 @@ def test_the_stats_bench_times_the_intervals(tmp_path):
     timing = re.search(r"^40 resamples of 3,000 samples.*: ([0-9.]+) s", stdout, re.MULTILINE)
     assert timing and float(timing.group(1)) > 0, stdout
     assert re.search(r"^acc 0\.\d+ \[0\.\d+, 0\.\d+\]$", stdout, re.MULTILINE), stdout
+
+
+@pytest.mark.slow
+def test_the_cache_bench_reports_its_target_and_the_store_build(tmp_path):
+    stdout = run_bench(
+        "bench/bench_cache.py images=64 rounds=1 batch_size=16 sizes=[112] build_samples=100",
+        tmp_path,
+    )
+    target = re.search(
+        r"^target \(f\)/\(a2\) >= 3 at 112 px: (met|NOT met) \(([0-9.]+)\)$", stdout, re.M
+    )
+    assert target and float(target.group(2)) > 0, stdout
+    assert re.search(
+        r"^store of 300 samples at 112 px: .* AffectNet's 287,651: 10\.8 GB", stdout, re.M
+    )
+
+
+@pytest.mark.slow
+def test_the_overhead_bench_reports_the_ratio(tmp_path):
+    stdout = run_bench(
+        "bench/bench_overhead.py models=[tnet] sizes=[32] rounds=1 steps=2 warmup=1 batch_size=8",
+        tmp_path,
+    )
+    row = re.search(r"^tnet\s+32\s+([0-9]+)\s.*\s([0-9.]+) \([0-9.]+-[0-9.]+\)$", stdout, re.M)
+    assert row and float(row.group(2)) > 0, stdout

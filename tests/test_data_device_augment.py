@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fer_lightning.data.datamodule import AffectNetDataModule
-from fer_lightning.data.device_augment import DeviceAugment
+from fer_lightning.data.device_augment import AUGMENT_ON, DeviceAugment
 from fer_lightning.data.transforms import (
     InPlaceGaussNoise,
     InPlaceHorizontalFlip,
@@ -17,8 +17,8 @@ from fer_lightning.data.transforms import (
     SeededAugment,
 )
 from fer_lightning.errors import ConfigError
-from tests.data_fixtures import make_dataset
-from tests.test_data_loaders import AUGMENT, batches
+from tests.data_fixtures import make_dataset, quiet_trainer
+from tests.test_data_loaders import AUGMENT, _Recorder, batches
 
 INPLACE = {"augment_inplace": AUGMENT["augment_inplace"]}
 
@@ -82,3 +82,30 @@ def test_what_cannot_move_to_the_device_is_one_line(tmp_path):
         AffectNetDataModule(root=str(root), augment_on="device", **AUGMENT)
     with pytest.raises(ConfigError, match=r"data.augment_on must be one of loader, device"):
         AffectNetDataModule(root=str(root), augment_on="gpu")
+
+
+def test_a_trainer_sees_the_same_training_batches_either_way(tmp_path):
+    root = make_dataset(tmp_path / "ds", train=40, val=16)
+    seen = {}
+    for where in AUGMENT_ON:
+        dm = AffectNetDataModule(
+            root=str(root),
+            image_size=24,
+            batch_size=6,
+            cache="decoded",
+            augment_on=where,
+            **INPLACE,
+        )
+        recorder = _Recorder()
+        trainer = quiet_trainer(
+            tmp_path,
+            max_epochs=2,
+            limit_train_batches=2,
+            limit_val_batches=1,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(recorder, datamodule=dm)
+        seen[where] = recorder.seen
+    assert len(seen["loader"]) == 4
+    for (epoch, indices, images), (epoch_, indices_, images_) in zip(*seen.values(), strict=True):
+        assert (epoch, indices) == (epoch_, indices_) and torch.equal(images, images_)

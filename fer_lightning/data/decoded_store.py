@@ -158,17 +158,17 @@ def open_store(
     return store
 
 
-def _fill(pixels: np.ndarray, index: Index, rows: range, bad: np.ndarray, crc: np.ndarray) -> None:
-    size = pixels.shape[1]
+def _fill(fd: int, index: Index, size: int, rows: range, bad: np.ndarray, crc: np.ndarray) -> None:
+    """Decodes ``rows`` into one reused slot each and writes them to their place in the file
+    (``pwrite`` rather than through a mapping: no page fault per page of the store)."""
+    slot = np.empty((size, size, 3), dtype=np.uint8)
     for row in rows:
-        slot = pixels[row]
-        if (
-            decode_rgb(os.path.join(index.root, index.files[row]), size, int(index.side[row]), slot)
-            is None
-        ):
+        path = os.path.join(index.root, index.files[row])
+        if decode_rgb(path, size, int(index.side[row]), slot) is None:
             bad[row] = True
             slot[...] = 0
         crc[row] = zlib.crc32(slot)
+        os.pwrite(fd, slot, row * slot.nbytes)
 
 
 def build_store(
@@ -189,15 +189,12 @@ def build_store(
     bad = np.zeros(count, dtype=bool)
     crc = np.zeros(count, dtype=np.uint32)
     workers = workers or len(os.sched_getaffinity(0))
-    with atomic_write(pixels_path, "w+b") as file:
+    with atomic_write(pixels_path) as file:
         file.truncate(needed)
-        if count:
-            pixels = np.memmap(file, np.uint8, "r+", shape=(count, size, size, 3))
-            chunks = [range(s, min(s + _CHUNK, count)) for s in range(0, count, _CHUNK)]
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(lambda rows: _fill(pixels, index, rows, bad, crc), chunks))
-            pixels.flush()
-            del pixels
+        chunks = [range(s, min(s + _CHUNK, count)) for s in range(0, count, _CHUNK)]
+        with ThreadPoolExecutor(workers) as pool:
+            fd = file.fileno()
+            list(pool.map(lambda rows: _fill(fd, index, size, rows, bad, crc), chunks))
     meta = {"version": STORE_VERSION, "key": store_key(index, size), "shape": [count, size]}
     with atomic_write(meta_path) as file:
         np.savez(file, meta=np.array(json.dumps(meta)), bad=bad, crc=crc)
