@@ -3,7 +3,10 @@
 GPU path: batches arrive as uint8 and are normalised on the device by the datamodule's
 ``on_after_batch_transfer``; on CUDA the network and its inputs use the channels-last memory
 layout (``channels_last``), which tensor-core convolutions need to run without transposes, and
-``compile`` optionally runs the network's training forward through ``torch.compile``.
+``compile`` optionally runs the network's training forward through ``torch.compile``. On the
+CPU the layout is the one measured faster for the model (``cpu_channels_last``, default per model
+in fer_lightning/models/registry.py): the batches come channels-last, so no layout is forced on
+them that the network does not want.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from fer_lightning.models.finetune import (
     parameter_summary,
     set_backbone_trainable,
 )
+from fer_lightning.models.registry import uses_channels_last
 from fer_lightning.runs.ema import WeightAverage
 from fer_lightning.runs.guards import require_dimension_monitors
 from fer_lightning.runs.lightning_internals import step_logs_shown
@@ -90,10 +94,10 @@ class MultiTaskModule(pl.LightningModule):
     checkpoint so eval, predict and export rebuild the network from a weights-only load, without
     unpickling code from the file.
 
-    `channels_last` takes effect on CUDA only (on the CPU the default layout is kept, so CPU runs
-    compute exactly as before). `compile` compiles the training forward when fitting (one graph;
-    validation and testing run eagerly), keeping the state-dict keys, so checkpoints load into an
-    uncompiled network.
+    `channels_last` is the layout on CUDA; `cpu_channels_last` the layout on the CPU (None: the
+    model's measured default, `models.registry.cpu_channels_last`). `compile` compiles the
+    training forward when fitting (one graph; validation and testing run eagerly), keeping the
+    state-dict keys, so checkpoints load into an uncompiled network.
     `tta="flip"` averages each test prediction with the mirrored image's. `test_split` is the
     split that `trainer.test` scores and the prefix of what it logs (eval sets it to `val` for
     `split=val`).
@@ -112,6 +116,7 @@ class MultiTaskModule(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         config: dict | None = None,
         channels_last: bool = True,
+        cpu_channels_last: bool | None = None,
         compile: bool = False,
         tta: str | None = None,
         freeze_backbone_epochs: int = 0,
@@ -127,6 +132,7 @@ class MultiTaskModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.config = config or {}
         self.channels_last = channels_last
+        self.cpu_channels_last = cpu_channels_last
         self.compile_net = compile
         self._memory_format = torch.contiguous_format  # decided in setup, by the device
         # A function, not a module: the network's weights keep their state-dict keys.
@@ -193,7 +199,8 @@ class MultiTaskModule(pl.LightningModule):
         if stage == "fit" and datamodule is not None and self.loss.class_weighted and not balanced:
             self.loss.set_class_weights(datamodule.class_weights())
         warn_where_nondeterministic(self.trainer.strategy.root_device)
-        if self.channels_last and self.trainer.strategy.root_device.type == "cuda":
+        device = self.trainer.strategy.root_device.type
+        if uses_channels_last(self.net, device, self.channels_last, self.cpu_channels_last):
             # Parameters keep their layout when the strategy moves them to the device next.
             self._memory_format = torch.channels_last
             self.net.to(memory_format=torch.channels_last)

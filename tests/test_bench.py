@@ -121,3 +121,28 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu_in_its_tiny_mode(tmp_path):
         assert re.search(
             rf"^\| {row} \| tnet \| ([0-9]+|skipped: no \S+ in the config) \|", text, re.M
         )
+
+
+@pytest.mark.slow
+def test_the_cache_bench_reports_its_target_and_the_store_build(tmp_path):
+    stdout = run_bench(
+        "bench/bench_cache.py images=64 rounds=1 batch_size=16 sizes=[112] build_samples=100",
+        tmp_path,
+    )
+    target = re.search(
+        r"^target \(f\)/\(a2\) >= 3 at 112 px: (met|NOT met) \(([0-9.]+)\)$", stdout, re.M
+    )
+    assert target and float(target.group(2)) > 0, stdout
+    assert re.search(
+        r"^store of 300 samples at 112 px: .* AffectNet's 287,651: 10\.8 GB", stdout, re.M
+    )
+
+
+@pytest.mark.slow
+def test_the_overhead_bench_reports_the_ratio(tmp_path):
+    stdout = run_bench(
+        "bench/bench_overhead.py models=[tnet] sizes=[32] rounds=1 steps=2 warmup=1 batch_size=8",
+        tmp_path,
+    )
+    row = re.search(r"^tnet\s+32\s+([0-9]+)\s.*\s([0-9.]+) \([0-9.]+-[0-9.]+\)$", stdout, re.M)
+    assert row and float(row.group(2)) > 0, stdout

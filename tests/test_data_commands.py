@@ -26,7 +26,7 @@ def test_its_errors_are_the_modules_one_line_and_status_2(capsys):
 def test_no_or_an_unknown_subcommand_is_one_line_naming_them(argv, capsys):
     assert commands.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "fer-data {synthetic,check}" in err
+    assert err.count("\n") == 1 and "fer-data {synthetic,check,cache}" in err
 
 
 def test_help_lists_every_subcommand(capsys):

@@ -11,9 +11,9 @@ from fer_lightning.models import create_model
 from fer_lightning.module import MultiTaskModule
 
 
-def attached_module(**options: bool) -> MultiTaskModule:
+def attached_module(model: str = "tnet", **options: bool) -> MultiTaskModule:
     module = MultiTaskModule(
-        net=create_model("tnet", image_size=32),
+        net=create_model(model, image_size=32),
         loss=MultiTaskLoss({"expression": 0.9, "valence": 0.05, "arousal": 0.05}, num_classes=8),
         optimizer=torch.optim.Adam,
         **options,
@@ -39,6 +39,25 @@ def test_on_the_cpu_channels_last_changes_nothing_and_compile_wraps_in_place():
     assert module._train_forward is not None
     # In place: checkpoints keep their keys and load into an uncompiled network.
     assert set(module.state_dict()) == names
+
+
+@pytest.mark.parametrize(
+    ("model", "option", "channels_last"),
+    [("squeezenet", None, True), ("squeezenet", False, False), ("tnet", True, True)],
+)
+def test_on_the_cpu_the_layout_is_the_models_measured_one_unless_set(model, option, channels_last):
+    module = attached_module(model, cpu_channels_last=option)
+    module.setup("fit")
+    conv = next(p for p in module.net.parameters() if p.ndim == 4)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert conv.is_contiguous(memory_format=layout)
+    loader_batch = {
+        **batch(),
+        "image": batch()["image"].contiguous(memory_format=torch.channels_last),
+    }
+    images = module._images(loader_batch)
+    assert images.is_contiguous(memory_format=layout)
+    assert (images.data_ptr() == loader_batch["image"].data_ptr()) == channels_last  # no copy
 
 
 def test_on_cuda_the_network_and_its_inputs_are_channels_last(monkeypatch):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 SUBCOMMANDS = {
     "synthetic": "fer_lightning.data.synthetic",
     "check": "fer_lightning.data.check",
+    "cache": "fer_lightning.data.cache",
 }
 
 

@@ -11,6 +11,11 @@ Batches are dicts::
     va          float32 [N, 2], valence and arousal in [-1, 1]; NaN for a sample without them
     index       int64 [N], the sample's position in its split (see sample_paths)
 
+With ``data.cache=decoded`` the samples are read from a decoded store (decoded_store.py) instead
+of their image files, with the same batches; with ``data.augment_on=device`` the in-place flip
+and noise run in ``on_after_batch_transfer`` instead of the loader (device_augment.py), with the
+same result.
+
 See docs/data.md.
 """
 
@@ -30,9 +35,11 @@ from hydra.utils import to_absolute_path
 from torch.utils.data import DataLoader
 
 from fer_lightning.data.dataset import AffectNetDataset, collate
+from fer_lightning.data.decoded_store import CACHES, DecodedStore, shared_store
+from fer_lightning.data.device_augment import AUGMENT_ON, DeviceAugment
 from fer_lightning.data.formats import DEFAULT_LAYOUT, READER_SETTINGS, reader
 from fer_lightning.data.index import Index, cache_dir_for, load_or_build_index
-from fer_lightning.data.loaders import LOADERS
+from fer_lightning.data.loaders import LOADERS, default_workers
 from fer_lightning.data.locks import dataset_lock
 from fer_lightning.data.sampler import EpochSampler, rank_and_world
 from fer_lightning.data.shared_memory import require_shared_memory
@@ -56,6 +63,9 @@ from fer_lightning.labels import EXPRESSION_NAMES
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("shuffle", "balanced")
+# The batch key under which a training batch carries its device augmentation's plan from
+# on_before_batch_transfer to on_after_batch_transfer (which removes it).
+_PLAN = "_device_augment_plan"
 
 
 def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -65,15 +75,6 @@ def balanced_class_weights(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     present = counts > 0
     weights[present] = counts.sum() / (len(counts) * counts[present])
     return weights
-
-
-# `data.num_workers: null`: one worker per core this process may use, less one for the training
-# loop, at most this many (decoding 224-pixel JPEGs faster than one GPU trains rarely needs more).
-MAX_DEFAULT_WORKERS = 8
-
-
-def default_workers() -> int:
-    return max(1, min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0)) - 1))
 
 
 class AffectNetDataModule(pl.LightningDataModule):
@@ -115,6 +116,8 @@ class AffectNetDataModule(pl.LightningDataModule):
         check_workers: int | None = None,
         synthetic: dict[str, int] | None = None,
         split_file: str | os.PathLike | None = None,
+        cache: str | None = None,
+        augment_on: str = "loader",
     ) -> None:
         super().__init__()
         _validate(locals())
@@ -146,6 +149,18 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.seed = seed
         self.augment = build_augment(augment)
         self.augment_inplace = build_inplace(augment_inplace)
+        self.cache = cache
+        self.augment_on = augment_on
+        self.device_augment: DeviceAugment | None = None
+        if augment_on == "device":
+            if self.augment is not None:
+                raise ConfigError(
+                    "data.augment_on=device moves only data.augment_inplace to the device; "
+                    "data.augment's transforms draw from the same random stream first: set "
+                    "data.augment=[] or data.augment_on=loader"
+                )
+            if self.augment_inplace:
+                self.device_augment = DeviceAugment(self.augment_inplace, seed)
         self.cache_dir = cache_dir
         self.rebuild_index = rebuild_index
         self.check_workers = check_workers
@@ -156,7 +171,8 @@ class AffectNetDataModule(pl.LightningDataModule):
         self.class_names = list(EXPRESSION_NAMES[:classes])
         self.datasets: dict[str, AffectNetDataset] = {}
         self._warned = False
-        self._prepared: tuple[Index, dict[str, np.ndarray]] | None = None
+        self._prepared: tuple[Index, dict[str, np.ndarray], DecodedStore | None] | None = None
+        self._train_sampler: EpochSampler | None = None
         self.prepare_data_per_node = False  # one preparation per job, on the shared cache
 
     @property
@@ -167,6 +183,14 @@ class AffectNetDataModule(pl.LightningDataModule):
     @property
     def split_sizes(self) -> dict[str, int]:
         return {part: len(ds) for part, ds in self._require_setup().items()}
+
+    def _store(self, index: Index, build: bool) -> DecodedStore | None:
+        if self.cache is None:
+            return None
+        cache = cache_dir_for(self.root, self.cache_dir, self.format, self.reader_options)
+        return shared_store(
+            self.root, cache, index, self.image_size, build, self.rebuild_index, self.check_workers
+        )
 
     def _index_and_split(
         self, rebuild: bool, build: bool = True
@@ -209,13 +233,18 @@ class AffectNetDataModule(pl.LightningDataModule):
         with dataset_lock(self.root):
             if self.synthetic is not None:
                 ensure_synthetic(self.root, **self.synthetic)
-            self._prepared = self._index_and_split(rebuild=self.rebuild_index)
+            index, rows = self._index_and_split(rebuild=self.rebuild_index)
+            self._prepared = index, rows, self._store(index, build=True)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        rank_zero = rank_and_world()[0] == 0
-        index, rows = self._prepared or self._index_and_split(rebuild=False, build=rank_zero)
+        if self._prepared is None:
+            rank_zero = rank_and_world()[0] == 0
+            index, rows = self._index_and_split(rebuild=False, build=rank_zero)
+            store = self._store(index, build=False)
+        else:
+            index, rows, store = self._prepared
         self._prepared = None
         for part in PARTS:
             if len(rows[part]) == 0:
@@ -224,11 +253,16 @@ class AffectNetDataModule(pl.LightningDataModule):
                     f"protocol={self.protocol} with fraction {self.fraction:g}"
                 )
         train_augment = None
-        if self.augment is not None or self.augment_inplace:
-            train_augment = SeededAugment(self.augment, self.augment_inplace, self.seed)
+        inplace = self.augment_inplace if self.device_augment is None else []
+        if self.augment is not None or inplace:
+            train_augment = SeededAugment(self.augment, inplace, self.seed)
         self.datasets = {
             part: AffectNetDataset(
-                index, rows[part], self.image_size, train_augment if part == "train" else None
+                index,
+                rows[part],
+                self.image_size,
+                train_augment if part == "train" else None,
+                store,
             )
             for part in PARTS
         }
@@ -272,6 +306,7 @@ class AffectNetDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self._require_setup()["train"]
         sampler = EpochSampler(len(dataset), self.sampler, self.seed, dataset.expression)
+        self._train_sampler = sampler
         # A last batch of one sample breaks batch norm; drop the incomplete batch when
         # there is at least one complete one.
         return self._loader("train", sampler, drop_last=len(sampler) > self.batch_size)
@@ -286,9 +321,33 @@ class AffectNetDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader(self.test_split)
 
+    def _augments_on_device(self, batch: Any) -> bool:
+        trainer = self.trainer
+        return (
+            self.device_augment is not None
+            and isinstance(batch, dict)
+            and trainer is not None
+            and trainer.training
+        )
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``data.augment_on=device``: plans a training batch's flip and noise on the host,
+        from the epoch the training sampler is on (the loader's key)."""
+        if self._augments_on_device(batch):
+            assert self.device_augment is not None
+            epoch = self._train_sampler.epoch if self._train_sampler is not None else 0
+            batch = {**batch, _PLAN: self.device_augment.plan(batch["index"], epoch)}
+        return batch
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Float conversion and ImageNet normalisation, batched, on the batch's device."""
-        image = batch.get("image") if isinstance(batch, dict) else None
+        """The planned flip and noise (``data.augment_on=device``), then float conversion and
+        ImageNet normalisation, batched, on the batch's device."""
+        if not isinstance(batch, dict):
+            return batch
+        image = batch.get("image")
+        if _PLAN in batch and self.device_augment is not None:
+            batch = dict(batch)
+            image = self.device_augment.apply(image, batch.pop(_PLAN))
         if image is not None and image.dtype == torch.uint8:
             batch = {**batch, "image": normalize(image)}
         return batch
@@ -313,6 +372,10 @@ def _validate(args: dict[str, Any]) -> None:
         fail(f"data.protocol must be one of {', '.join(PROTOCOLS)}, got {args['protocol']!r}")
     if args["sampler"] not in SAMPLERS:
         fail(f"data.sampler must be one of {', '.join(SAMPLERS)}, got {args['sampler']!r}")
+    if args["cache"] not in CACHES:
+        fail(f"data.cache must be null or decoded, got {args['cache']!r}")
+    if args["augment_on"] not in AUGMENT_ON:
+        fail(f"data.augment_on must be one of {', '.join(AUGMENT_ON)}, got {args['augment_on']!r}")
     if args["loader"] not in LOADERS:
         fail(f"data.loader must be one of {', '.join(LOADERS)}, got {args['loader']!r}")
     for key in ("test_fraction", "val_fraction"):

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from fer_lightning.data.decode import decode_rgb
+from fer_lightning.data.decoded_store import DecodedStore
 from fer_lightning.data.index import Index
 from fer_lightning.data.transforms import SeededAugment
 
@@ -32,6 +33,8 @@ class AffectNetDataset(Dataset):
 
     A plain ``index`` means epoch 0. An image that no longer decodes (changed since indexing) is
     replaced by the next sample that does, with a counted warning, so a run never dies on it.
+    With a ``store`` (``data.cache=decoded``) the decoded samples are read from it instead, and a
+    sample that did not decode when the store was built is replaced the same way.
     """
 
     def __init__(
@@ -40,14 +43,17 @@ class AffectNetDataset(Dataset):
         rows: np.ndarray,
         image_size: int,
         augment: SeededAugment | None = None,
+        store: DecodedStore | None = None,
     ) -> None:
         self.root = os.path.join(index.root, "")
+        self.rows = rows
         self.files = index.files[rows]
         self.side = index.side[rows]
         self.expression = index.expression[rows].astype(np.int64)
         self.va = np.stack([index.valence[rows], index.arousal[rows]], axis=1)
         self.image_size = image_size
         self.augment = augment
+        self.store = store
         self.substitutions = 0  # per process
 
     def __len__(self) -> int:
@@ -59,7 +65,11 @@ class AffectNetDataset(Dataset):
     def _decode(self, i: int, out: np.ndarray | None) -> tuple[int, np.ndarray]:
         for attempt in range(len(self)):
             j = (i + attempt) % len(self)
-            image = decode_rgb(self.path(j), self.image_size, int(self.side[j]), out=out)
+            if self.store is None:
+                image = decode_rgb(self.path(j), self.image_size, int(self.side[j]), out=out)
+            else:
+                row = int(self.rows[j])
+                image = None if self.store.bad[row] else self.store.read(row, out)
             if image is not None:
                 return j, image
             self.substitutions += 1

@@ -103,19 +103,23 @@ class InPlaceGaussNoise(InPlaceTransform):
     """Additive Gaussian noise per pixel and channel, as ``A.GaussNoise(std_range)``, ~100x cheaper.
 
     ``A.GaussNoise`` draws 150k normal numbers per 224x224 image (about 5 ms, more than decoding
-    it). This transform draws them once per process into a fixed bank and takes a window at a
-    random offset per call, then adds ``sigma`` times it in one saturating uint8 pass. The bank
-    stores z as ``128 + 16 z`` in uint8 so that pass runs OpenCV's uint8 fast path: z is quantised
-    to 1/16 (|z| < 8), an error of at most sigma/32 (0.22 grey levels) before the result is
-    rounded to whole grey levels anyway. Windows of different samples are shifted copies of one
-    bank, which a network cannot exploit. ``std_range`` is a fraction of 255, as in
-    ``A.GaussNoise``.
+    it). This transform draws them once per process into a fixed bank of z quantised to 1/16
+    (|z| < 8) and takes a window at a random offset per call. The standard deviation is drawn
+    from ``LEVELS`` evenly spaced values of ``std_range`` (steps of 0.24 grey levels at the
+    default range), so the noise in whole grey levels, ``rint(sigma z)``, can be tabulated per
+    level: its positive and its negative part, as two uint8 banks. Adding the noise is then two
+    saturating uint8 passes of OpenCV (``clip(image + noise, 0, 255)`` exactly), and the device
+    path (fer_lightning/data/device_augment.py) computes the same integers from the same banks.
+    Windows of different samples are shifted copies of one bank, which a network cannot exploit.
+    ``std_range`` is a fraction of 255, as in ``A.GaussNoise``.
     """
 
     draws = 2  # the standard deviation and the bank offset
-    _BANK_SIZE = 1 << 22
+    LEVELS = 16
+    _BANK_SIZE = 1 << 20
     _STEPS = 16  # bank values per standard deviation
-    _bank: np.ndarray | None = None  # per process, the same in every process
+    _z: np.ndarray | None = None  # 127 + 16 z, per process, the same in every process
+    _banks: dict[tuple, np.ndarray] = {}  # noqa: RUF012  (per process, by std_range and length)
 
     def __init__(self, std_range: Sequence[float] = (0.0124, 0.0277), p: float = 0.5) -> None:
         super().__init__(p)
@@ -128,20 +132,46 @@ class InPlaceGaussNoise(InPlaceTransform):
         self.std_range = (low, high)
 
     @classmethod
-    def bank(cls, size: int) -> np.ndarray:
-        if cls._bank is None or len(cls._bank) < 2 * size:
-            z = np.random.default_rng(0).standard_normal(max(cls._BANK_SIZE, 2 * size))
-            cls._bank = np.clip(np.rint(128 + cls._STEPS * z), 0, 255).astype(np.uint8)
-        return cls._bank
+    def bank_length(cls, size: int) -> int:
+        """The bank's length for images of ``size`` values: a function of the size alone."""
+        return max(cls._BANK_SIZE, 2 * size)
+
+    def banks(self, size: int) -> np.ndarray:
+        """uint8 [LEVELS, 2, bank_length]: per level the noise's positive and negative part.
+
+        Built once per process and std_range, shared by every copy (threads hold copies).
+        """
+        cls = type(self)
+        length = self.bank_length(size)
+        key = (self.std_range, length)
+        banks = cls._banks.get(key)
+        if banks is None:
+            if cls._z is None or len(cls._z) < length:
+                z = np.random.default_rng(0).standard_normal(length)
+                cls._z = (np.clip(np.rint(cls._STEPS * z), -127, 127) + 127).astype(np.uint8)
+            low, high = self.std_range
+            banks = np.empty((self.LEVELS, 2, length), dtype=np.uint8)
+            for level in range(self.LEVELS):
+                sigma = low + (level + 0.5) / self.LEVELS * (high - low)
+                # The noise of each bank value at this level, in whole grey levels.
+                noise = np.rint(np.arange(-127, 128) * (sigma * 255 / cls._STEPS))
+                for part, sign in enumerate((1, -1)):
+                    table = np.clip(sign * noise, 0, 255).astype(np.uint8)
+                    np.take(table, cls._z[:length], out=banks[level, part])
+            cls._banks[key] = banks
+        return banks
+
+    def window(self, uniforms: Sequence[float], size: int) -> tuple[int, int]:
+        """(level, offset) of the bank window that a sample's two draws select."""
+        std, position = uniforms
+        level = min(int(std * self.LEVELS), self.LEVELS - 1)
+        return level, int(position * (self.bank_length(size) - size + 1))
 
     def apply(self, image: np.ndarray, uniforms: list[float]) -> None:
-        low, high = self.std_range
-        std, position = uniforms
-        scale = (low + std * (high - low)) * 255.0 / self._STEPS
-        bank = self.bank(image.size)
-        offset = int(position * (len(bank) - image.size + 1))
-        noise = bank[offset : offset + image.size].reshape(image.shape)
-        cv2.addWeighted(image, 1.0, noise, scale, -128 * scale, dst=image, dtype=cv2.CV_8U)
+        level, offset = self.window(uniforms, image.size)
+        positive, negative = self.banks(image.size)[level, :, offset : offset + image.size]
+        cv2.add(image, positive.reshape(image.shape), dst=image)
+        cv2.subtract(image, negative.reshape(image.shape), dst=image)
 
 
 def build_augment(specs: Sequence[Any] | None) -> A.Compose | None:
@@ -211,11 +241,23 @@ class SeededAugment:
         if augment is not None:
             augment.set_random_state(self._numpy, self._python)
 
-    def __call__(self, image: np.ndarray, epoch: int, index: int) -> None:
-        """Augments ``image`` (uint8 HWC, contiguous) in place."""
+    def _rekey(self, epoch: int, index: int) -> int:
         key = (epoch << 32) | index
         self._state["state"]["key"][0] = key
         self._numpy.bit_generator.state = self._state  # copied in, so reusing the dict is safe
+        return key
+
+    def uniforms(self, epoch: int, index: int) -> list[float]:
+        """The in-place transforms' draws of a sample (per transform its coin, then its draws),
+        as ``__call__`` draws them when there is no albumentations stage before them."""
+        if self.augment is not None:
+            raise ValueError("the in-place draws follow the albumentations stage's in the stream")
+        self._rekey(epoch, index)
+        return self._numpy.random(self._draws).tolist()
+
+    def __call__(self, image: np.ndarray, epoch: int, index: int) -> None:
+        """Augments ``image`` (uint8 HWC, contiguous) in place."""
+        key = self._rekey(epoch, index)
         if self.augment is not None:
             self._python.seed((self.seed << 64) | key)
             result = self.augment(image=image)["image"]

@@ -41,6 +41,27 @@ class Heads:
 HEADS = {"tnet": Heads(hidden=256, dropout=0.5)}
 
 
+# Networks that train faster on the CPU with their weights and batches channels-last (the layout
+# the loader's batches have) than NCHW, measured by bench/bench_overhead.py (bench/README.md);
+# every other network keeps NCHW there. `module.cpu_channels_last` overrides it.
+CPU_CHANNELS_LAST = frozenset({"squeezenet"})
+
+
+def cpu_channels_last(name: str) -> bool:
+    """Whether model `name` trains channels-last on the CPU by default."""
+    return name in CPU_CHANNELS_LAST
+
+
+def uses_channels_last(net: object, device: str, cuda: bool, cpu: bool | None) -> bool:
+    """The layout `net` trains in on `device`: `module.channels_last` on CUDA, on the CPU
+    `module.cpu_channels_last` or, when None, the model's measured default."""
+    if device == "cuda":
+        return cuda
+    if device == "cpu":
+        return cpu_channels_last(getattr(net, "name", "")) if cpu is None else cpu
+    return False
+
+
 def heads(name: str) -> Heads:
     """The default heads of model `name`."""
     return HEADS.get(name, Heads())

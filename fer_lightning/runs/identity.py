@@ -52,6 +52,7 @@ FREE_KEYS = (
     "trainer.accelerator",
     "trainer.benchmark",
     "module.channels_last",
+    "module.cpu_channels_last",
     "module.compile",
     "data.num_workers",
     "data.loader",
@@ -61,6 +62,8 @@ FREE_KEYS = (
     "data.check_workers",
     "data.cache_dir",
     "data.rebuild_index",
+    "data.cache",
+    "data.augment_on",
 )
 # May be raised to train a finished run further, never lowered. Values derived from it (the
 # cosine schedule's T_max) are compared as the run resolved them: the restored scheduler keeps them.
