@@ -106,13 +106,16 @@ def test_a_sample_that_did_not_decode_is_replaced_as_when_decoding(dataset, capl
 
 
 def test_a_rank_other_than_zero_only_reads_the_store(dataset, monkeypatch):
+    prepared(dataset, cache_dir=None)  # rank 0 indexed the dataset, without the store
+    for module in ("datamodule", "decoded_store"):
+        monkeypatch.setattr(f"fer_lightning.data.{module}.rank_and_world", lambda: (1, 2))
     dm = AffectNetDataModule(root=str(dataset), image_size=24, cache="decoded")
-    monkeypatch.setattr("fer_lightning.data.datamodule.rank_and_world", lambda: (1, 2))
     with pytest.raises(ConfigError, match=r"decoded cache .* is missing"):
         dm.setup("fit")
     monkeypatch.undo()
     prepared(dataset, cache="decoded", cache_dir=None)
-    monkeypatch.setattr("fer_lightning.data.datamodule.rank_and_world", lambda: (1, 2))
+    for module in ("datamodule", "decoded_store"):
+        monkeypatch.setattr(f"fer_lightning.data.{module}.rank_and_world", lambda: (1, 2))
     reader = AffectNetDataModule(root=str(dataset), image_size=24, cache="decoded")
     reader.setup("fit")
     assert the_store(reader) is not None

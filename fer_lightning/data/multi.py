@@ -176,14 +176,15 @@ class MultiDataModule(AffectNetDataModule):
         """Balanced class weights of the expected training draws (the weights change them)."""
         labels = self.datasets["train"].expression
         draws = np.bincount(
-            labels, weights=self._train_sampler().probabilities, minlength=self.num_classes
+            labels, weights=self._source_sampler().probabilities, minlength=self.num_classes
         )
         return torch.from_numpy(balanced_class_weights(draws).astype(np.float32))
 
-    def _train_sampler(self) -> SourceWeightedSampler:
+    def _source_sampler(self) -> SourceWeightedSampler:
         sizes = np.diff(self.offsets["train"])
         return SourceWeightedSampler(sizes.tolist(), self.weights, self.seed)
 
     def train_dataloader(self) -> DataLoader:
-        sampler = self._train_sampler()
+        sampler = self._source_sampler()
+        self._train_sampler = sampler  # the epoch device augmentation plans for
         return self._loader("train", sampler, drop_last=len(sampler) > self.batch_size)
