@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fer_lightning.data.buffers import BufferPool
+from fer_lightning.data.buffers import BufferPool, pinned_block, pinned_depth
 
 
 def address(array: np.ndarray | torch.Tensor) -> int:
@@ -43,3 +43,14 @@ def test_an_array_in_an_autograd_graph_is_not_reused_before_backward():
     loss.backward()
     del loss
     assert address(pool.take((2, 3), np.float32)) == first
+
+
+def test_pinned_blocks_are_powers_of_two_and_bound_the_depth():
+    batch = (64, 224, 224, 3)  # 9.2 MiB, pinned as 16 MiB
+    assert pinned_block(64 * 224 * 224 * 3) == 16 * 2**20 == pinned_block(16 * 2**20)
+    assert pinned_block(1) == 1 and pinned_block(2**20 + 1) == 2**21
+    assert pinned_depth(batch, np.uint8, 15, 4, None) == 60  # unbounded: ~1 GiB with the 3 held
+    assert pinned_depth(batch, np.uint8, 15, 4, 512) == 32 - 3  # the 3 held count too
+    assert pinned_depth(batch, np.uint8, 2, 4, 512) == 8  # within the budget: unchanged
+    assert pinned_depth(batch, np.uint8, 15, 4, 16) == 2  # never below 2
+    assert pinned_depth(batch, np.float32, 15, 4, 512) == 8 - 3  # 37 MiB, pinned as 64 MiB

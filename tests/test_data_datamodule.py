@@ -157,6 +157,7 @@ def test_bad_settings_are_one_line_config_errors(dataset):
         {"classes": 6},
         {"sampler": "weighted"},
         {"test_fraction": 1.5},
+        {"pinned_memory_mb": 0},
     ):
         with pytest.raises(ConfigError, match="data\\.") as error:
             AffectNetDataModule(root=str(dataset), **bad)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import pytest
 import pytorch_lightning as pl
 import torch
 
+from fer_lightning.data import loaders
 from fer_lightning.data.datamodule import AffectNetDataModule
 from fer_lightning.data.loaders import ThreadLoader
 from fer_lightning.data.sampler import EpochSampler
@@ -150,3 +152,48 @@ def test_lightning_sets_the_epoch_of_the_threads_loader(dataset, tmp_path):
         indices, images = steps[0]
         expected = {"image": torch.stack([train[(i, epoch)]["image"] for i in indices])}
         assert torch.equal(images, dm.on_after_batch_transfer(expected, 0)["image"])
+
+
+def test_a_pinned_memory_budget_lowers_the_depth_and_keeps_the_batches(
+    dataset, monkeypatch, caplog
+):
+    """With CUDA mocked (pinned buffers are plain ones), the budget bounds the buffers alive, and
+    the batches, their order and a resume from the lowered depth are those of the full one."""
+    live: weakref.WeakSet[torch.Tensor] = weakref.WeakSet()
+    peak = [0]
+
+    def pinned(shape):
+        buffer = torch.empty(shape, dtype=torch.uint8)
+        live.add(buffer)
+        peak[0] = max(peak[0], len(live))
+        return buffer
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self)
+    monkeypatch.setattr(loaders, "_pinned", pinned)
+    block = 16384  # a batch of 6 x 24 x 24 x 3 = 10368 bytes
+    budget = (3 + 3) * block / 2**20  # room for 3 in flight and the 3 held
+    caplog.set_level("INFO", logger=loaders.__name__)
+    bounded = prepared(dataset, "threads", pinned_memory_mb=budget).train_dataloader()
+    full = prepared(dataset, "threads", pinned_memory_mb=None).train_dataloader()
+    assert (bounded.depth, full.depth) == (3, 8)
+    assert "3 batches in flight instead of 2 x 4" in caplog.text
+    for epoch in (0, 1):
+        bounded.sampler.set_epoch(epoch)
+        live.clear()
+        peak[0], ours = 0, []
+        for batch in bounded:  # the loop holds one batch while the next is taken
+            ours.append({key: value.clone() for key, value in batch.items()})
+        assert peak[0] == 3 + 2  # in flight, the one handed over, the one the loop holds
+        assert_same_batches(ours, batches(full, epoch))
+
+    bounded.sampler.set_epoch(2)
+    taken = iter(bounded)
+    next(taken), next(taken)
+    state = bounded.state_dict()
+    del taken
+    resumed = prepared(dataset, "threads", pinned_memory_mb=None).train_dataloader()
+    resumed.load_state_dict(state)
+    assert_same_batches(batches(resumed, 2), batches(full, 2)[2:])
+    processes = prepared(dataset, "processes", pinned_memory_mb=budget).train_dataloader()
+    assert (processes.prefetch_factor, processes.depth) == (1, 2)  # one batch per worker at least

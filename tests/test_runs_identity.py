@@ -53,6 +53,7 @@ def test_a_change_of_the_experiment_is_named_old_to_new(compose_config, saved, o
         ["trainer.max_epochs=9"],  # raised: the cosine T_max derived from it stays the run's
         ["data.num_workers=7", "data.loader=processes", "data.pin_memory=false"],
         ["data.persistent_workers=false", "data.prefetch_factor=2", "data.check_workers=1"],
+        ["data.pinned_memory_mb=64"],
         ["logger=tensorboard", "~callbacks.progress_bar", "trainer.enable_progress_bar=false"],
         ["trainer.enable_model_summary=false", "checkpoint.every_n_steps=5", "test=false"],
         ["resume=false", "ckpt_path=/elsewhere.ckpt", "trainer.accelerator=cpu"],
@@ -80,7 +81,7 @@ def test_a_key_added_to_the_configs_after_the_run_is_no_change_at_its_default(
     compose_config, saved
 ):
     """A run made before ``data.format`` and the reader settings existed resumes as it was."""
-    for key in ("format", "labels", "images", "manifest", "crop_margin"):
+    for key in ("format", "labels", "images", "manifest", "crop_margin", "pinned_memory_mb"):
         del saved["data"][key]
     assert experiment_changes(saved, compose_config("train", RUN)) == []
     changes = experiment_changes(saved, compose_config("train", [*RUN, "data.format=rafdb"]))

@@ -39,7 +39,7 @@ from fer_lightning.data.decoded_store import CACHES, DecodedStore, shared_store
 from fer_lightning.data.device_augment import AUGMENT_ON, DeviceAugment
 from fer_lightning.data.formats import DEFAULT_LAYOUT, READER_SETTINGS, reader
 from fer_lightning.data.index import Index, cache_dir_for, load_or_build_index
-from fer_lightning.data.loaders import LOADERS, default_workers
+from fer_lightning.data.loaders import LOADERS, PINNED_MEMORY_MB, default_workers
 from fer_lightning.data.locks import dataset_lock
 from fer_lightning.data.sampler import EpochSampler, rank_and_world
 from fer_lightning.data.shared_memory import require_shared_memory
@@ -111,6 +111,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         prefetch_factor: int = 4,
+        pinned_memory_mb: float | None = PINNED_MEMORY_MB,
         cache_dir: str | None = None,
         rebuild_index: bool = False,
         check_workers: int | None = None,
@@ -139,6 +140,7 @@ class AffectNetDataModule(pl.LightningDataModule):
             "pin_memory": pin_memory and torch.cuda.is_available(),
             "persistent_workers": persistent_workers and workers,
             "prefetch_factor": prefetch_factor if workers else None,
+            "pinned_memory_mb": pinned_memory_mb,
         }
         self.num_classes = classes
         self.protocol = protocol
@@ -287,11 +289,7 @@ class AffectNetDataModule(pl.LightningDataModule):
         return [dataset.path(i) for i in range(len(dataset))]
 
     def _loader(self, part: str, sampler: EpochSampler, drop_last: bool) -> DataLoader:
-        if self.loader == "processes":
-            options = self.loader_options
-            workers, prefetch = options["num_workers"], options["prefetch_factor"] or 0
-            require_shared_memory(self.batch_size, self.image_size, workers, prefetch)
-        return LOADERS[self.loader](
+        loader = LOADERS[self.loader](
             self._require_setup()[part],
             batch_size=self.batch_size,
             sampler=sampler,
@@ -302,6 +300,10 @@ class AffectNetDataModule(pl.LightningDataModule):
             # not move the dropout RNG stream (a resumed run creates them at different points).
             generator=torch.Generator().manual_seed(self.seed),
         )
+        if self.loader == "processes":
+            workers, prefetch = loader.num_workers, loader.prefetch_factor or 0
+            require_shared_memory(self.batch_size, self.image_size, workers, prefetch)
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._require_setup()["train"]
@@ -387,5 +389,10 @@ def _validate(args: dict[str, Any]) -> None:
     workers = args["num_workers"]
     if workers is not None and (not isinstance(workers, int) or workers < 0):
         fail(f"data.num_workers must be 0 or more, got {args['num_workers']!r}")
+    budget = args["pinned_memory_mb"]
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0
+    ):
+        fail(f"data.pinned_memory_mb must be a positive number of MiB or null, got {budget!r}")
     if not isinstance(args["seed"], int) or args["seed"] < 0:
         fail(f"data.seed must be a non-negative integer, got {args['seed']!r}")

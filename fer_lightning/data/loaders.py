@@ -3,8 +3,17 @@
 Both are the same resumable DataLoader, so sampler, batch sampler, ``drop_last``, ``len`` and the
 resume state are shared; each sample goes through the same ``AffectNetDataset.load`` (decode with
 bad-sample substitution, then augmentation keyed by (seed, epoch, index)); and ``num_workers x
-prefetch_factor`` batches are in flight, so the sampler runs exactly as far ahead of training with
-either. The batches are equal: same dict, dtypes, shapes, values and channels-last images.
+prefetch_factor`` batches are in flight (fewer when pinned memory is bounded: `pinned_depth`),
+so the sampler runs as far ahead of training with either. How far ahead it runs decides only
+when a batch is decoded, never which batches come or in what order, and the resume state counts
+the batches returned, not those drawn, so a lowered depth resumes exactly. The batches are equal:
+same dict, dtypes, shapes, values and channels-last images.
+
+With CUDA both pin their batches, in blocks of torch's caching host allocator that it rounds up to
+a power of two and never returns (``fer_lightning/data/buffers.py``); ``pinned_memory_mb``
+(``data.pinned_memory_mb``) bounds them by lowering the batches in flight: the threads backend to
+any depth of 2 or more, the processes backend by its ``prefetch_factor``, at least one batch per
+worker (whose pin-memory thread pins each batch as it leaves the workers).
 
 ``processes`` (`ProcessLoader`): torch's worker processes. Resumable because Lightning 2.x
 restores the data order from a checkpoint only if the training DataLoader itself has
@@ -26,6 +35,8 @@ reuses them too, and only after the asynchronous copies from them to the GPU hav
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 import os
 import queue
 import threading
@@ -38,9 +49,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
-from fer_lightning.data.buffers import BufferPool
+from fer_lightning.data.buffers import HELD, BufferPool, pinned_block, pinned_depth
 from fer_lightning.data.dataset import AffectNetDataset
 from fer_lightning.data.sampler import EpochSampler
+
+log = logging.getLogger(__name__)
 
 
 class ProcessLoader(DataLoader):
@@ -57,11 +70,14 @@ class ProcessLoader(DataLoader):
     calls ``iter()`` before it sets the sampler's epoch, and worker processes would at once fetch
     indices of the wrong epoch. Starting lazily also keeps the skip of ``load_state_dict`` for the
     pass it belongs to.
+
+    ``pinned_memory_mb``: the MiB of pinned batch blocks allowed in flight (None: no bound).
     """
 
     sampler: EpochSampler
+    dataset: AffectNetDataset
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pinned_memory_mb: float | None = None, **kwargs: Any) -> None:
         if isinstance(kwargs.get("sampler"), SequentialSampler):
             # Lightning's overfit_batches (debug=overfit) rebuilds the loader to read in order.
             kwargs["sampler"] = EpochSampler(len(kwargs["sampler"]), "sequential")
@@ -72,6 +88,31 @@ class ProcessLoader(DataLoader):
             )
         self._returned = 0  # batches of the current epoch returned, including skipped ones
         self._resume: dict[str, int] | None = None
+        self.pinned_memory_mb = pinned_memory_mb
+        self.depth = self._bounded_depth()
+
+    def _bounded_depth(self) -> int:
+        """The batches in flight, lowered (and logged, once) to fit ``pinned_memory_mb``."""
+        workers, prefetch = self.num_workers, self.prefetch_factor or 0
+        if not (workers and self.pin_memory and torch.cuda.is_available()):
+            return workers * prefetch
+        assert self.batch_size is not None  # the datamodule always batches
+        shape = (self.batch_size, self.dataset.image_size, self.dataset.image_size, 3)
+        wanted = pinned_depth(shape, np.uint8, workers, prefetch, self.pinned_memory_mb)
+        depth = self._limit(wanted)
+        if depth < workers * prefetch:
+            block = pinned_block(int(np.prod(shape))) / 2**20
+            _log_once(
+                f"data.pinned_memory_mb={self.pinned_memory_mb}: {depth} batches in flight "
+                f"instead of {workers} x {prefetch} (each pins {block:g} MiB, {HELD} more are "
+                "held by training)"
+            )
+        return depth
+
+    def _limit(self, depth: int) -> int:
+        """At most ``depth`` in flight as worker processes can: ``prefetch_factor`` each."""
+        self.prefetch_factor = max(1, depth // self.num_workers)
+        return self.num_workers * self.prefetch_factor
 
     def __iter__(self) -> Iterator[Any]:
         resume, self._resume = self._resume, None
@@ -101,7 +142,8 @@ class ThreadLoader(ProcessLoader):
     is dropped (breaking out of a loop). Threads left at interpreter exit are stopped.
     """
 
-    dataset: AffectNetDataset
+    def _limit(self, depth: int) -> int:
+        return depth
 
     def _get_iterator(self) -> Iterator[dict[str, torch.Tensor]]:
         if self.num_workers == 0:
@@ -113,13 +155,10 @@ class ThreadIterator:
     """Passes over a ThreadLoader; it issues batches from the caller's thread, as DataLoader."""
 
     def __init__(self, loader: ThreadLoader) -> None:
-        assert loader.prefetch_factor is not None  # DataLoader sets it when num_workers > 0
         self._dataset = loader.dataset
-        self._depth = loader.num_workers * loader.prefetch_factor
+        self._depth = loader.depth
         self._pin = loader.pin_memory and torch.cuda.is_available()
-        # Besides those in flight: the batch being handed over, and two its consumer may hold
-        # (Lightning's fetcher holds the next batch while the current one trains).
-        self._buffers = BufferPool(keep=self._depth + 3)
+        self._buffers = BufferPool(keep=self._depth + HELD)
         self._persistent = loader.persistent_workers
         self._pending: deque[_Batch] = deque()
         self._tasks: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
@@ -184,7 +223,7 @@ class ThreadIterator:
         """An uninitialised uint8 NHWC buffer for a batch of ``n`` images."""
         shape = (n, self._dataset.image_size, self._dataset.image_size, 3)
         if self._pin:
-            return torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+            return _pinned(shape)
         return torch.from_numpy(self._buffers.take(shape, np.uint8))
 
 
@@ -233,6 +272,18 @@ class _Batch:
         }
 
 
+def _pinned(shape: tuple[int, ...]) -> torch.Tensor:
+    """A pinned buffer from torch's caching host allocator, which reuses it once the asynchronous
+    copies from it have finished."""
+    return torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+
+
+@functools.cache
+def _log_once(message: str) -> None:
+    """Each loader (train, val, test, every fit) would say the same."""
+    log.info(message)
+
+
 def _own_copy(dataset: AffectNetDataset) -> AffectNetDataset:
     """The dataset as one thread uses it: the read-only arrays shared, the augmentation its own.
 
@@ -277,6 +328,9 @@ def _stop(
 # `data.num_workers: null`: one worker per core this process may use, less one for the training
 # loop, at most this many (decoding 224-pixel JPEGs faster than one GPU trains rarely needs more).
 MAX_DEFAULT_WORKERS = 8
+# `data.pinned_memory_mb`'s default, per process: 29 batches of 64 at 224 pixels (16 MiB blocks)
+# in flight, enough to keep 8 workers busy; unbounded, 15 workers x 4 would pin about 1 GiB.
+PINNED_MEMORY_MB = 512
 
 
 def default_workers() -> int:

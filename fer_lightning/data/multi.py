@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from fer_lightning.data.datamodule import AffectNetDataModule, balanced_class_weights
 from fer_lightning.data.dataset import AffectNetDataset
+from fer_lightning.data.loaders import PINNED_MEMORY_MB
 from fer_lightning.data.sampler import EpochSampler, rank_and_world
 from fer_lightning.data.split import PARTS
 from fer_lightning.data.transforms import SeededAugment
@@ -84,6 +85,7 @@ class MultiDataModule(AffectNetDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         prefetch_factor: int = 4,
+        pinned_memory_mb: float | None = PINNED_MEMORY_MB,
         classes: int = 8,
         seed: int = 0,
         augment: Sequence[Any] | None = None,
@@ -103,6 +105,7 @@ class MultiDataModule(AffectNetDataModule):
             loader=loader, classes=classes, seed=seed, augment=augment,
             augment_inplace=augment_inplace, pin_memory=pin_memory,
             persistent_workers=persistent_workers, prefetch_factor=prefetch_factor,
+            pinned_memory_mb=pinned_memory_mb,
         )  # fmt: skip
         shared = dict(zip(SHARED, (image_size, batch_size, classes, seed, 0, loader), strict=True))
         self.source_names = list(sources)

@@ -59,6 +59,7 @@ FREE_KEYS = (
     "data.pin_memory",
     "data.persistent_workers",
     "data.prefetch_factor",
+    "data.pinned_memory_mb",
     "data.check_workers",
     "data.cache_dir",
     "data.rebuild_index",
