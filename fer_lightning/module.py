@@ -277,7 +277,7 @@ class MultiTaskModule(pl.LightningModule):
         shown = self._mean_over_ranks(loss)
         self.log("train/loss_step", shown, on_step=True, on_epoch=False, prog_bar=True)
         self._log_losses("train", losses)
-        self.train_acc(logits.detach(), batch["expression"])
+        self.train_acc.update(logits.detach(), batch["expression"])  # logged per epoch only
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
