@@ -15,7 +15,19 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 
+from fer_lightning.data.datamodule import AffectNetDataModule
+
 SIZE = 32
+
+
+def cached_datamodule(root: Path, **kwargs: Any) -> AffectNetDataModule:
+    """A datamodule over ``root`` set up for fitting, its cache in ``root/c``: tiny images, two
+    loader workers (the decoded store and device augmentation tests compare it with itself)."""
+    args = {"image_size": 24, "batch_size": 6, "num_workers": 2, "cache_dir": str(root / "c")}
+    dm = AffectNetDataModule(root=str(root), **{**args, **kwargs})
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
 
 
 def write_image(path: Path, rng: np.random.Generator, size: int = SIZE, gray: bool = False) -> None:

@@ -17,18 +17,10 @@ from fer_lightning.data.transforms import (
     SeededAugment,
 )
 from fer_lightning.errors import ConfigError
-from tests.data_fixtures import make_dataset, quiet_trainer
+from tests.data_fixtures import cached_datamodule, make_dataset, quiet_trainer
 from tests.test_data_loaders import AUGMENT, _Recorder, batches
 
 INPLACE = {"augment_inplace": AUGMENT["augment_inplace"]}
-
-
-def prepared(root, **kwargs) -> AffectNetDataModule:
-    args = {"image_size": 24, "batch_size": 6, "num_workers": 2, "cache_dir": str(root / "c")}
-    dm = AffectNetDataModule(root=str(root), **{**args, **kwargs})
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
 
 
 def transferred(dm: AffectNetDataModule, batch: dict) -> dict:
@@ -40,8 +32,8 @@ def transferred(dm: AffectNetDataModule, batch: dict) -> dict:
 @pytest.mark.parametrize("cache", [None, "decoded"])
 def test_device_augmentation_gives_the_loaders_batches(tmp_path, cache):
     root = make_dataset(tmp_path / "ds", train=40, val=16)
-    on_loader = prepared(root, cache=cache, **INPLACE)
-    on_device = prepared(root, cache=cache, augment_on="device", **INPLACE)
+    on_loader = cached_datamodule(root, cache=cache, **INPLACE)
+    on_device = cached_datamodule(root, cache=cache, augment_on="device", **INPLACE)
     loader, device_loader = on_loader.train_dataloader(), on_device.train_dataloader()
     for epoch in (0, 2):
         theirs = [on_loader.on_after_batch_transfer(b, 0) for b in batches(loader, epoch)]
