@@ -65,3 +65,26 @@ def test_the_run_notebook_reads_an_eval_without_a_csv_log(trained_run, tmp_path,
     code = execute(NOTEBOOKS[1])
     # The learning curves too: from the history the scored checkpoint carries.
     assert len(figures(code[:3])) == 1, "no learning curves"
+
+
+@pytest.mark.parametrize("layout", ["rafdb", "fer2013", "affectnet_csv"])
+def test_the_dataset_notebook_reads_every_layout(layout, tiny_dataset, tmp_path, monkeypatch):
+    """A layout without valence/arousal (RAF-DB), one stored as pixel rows with FERPlus votes, and
+    one of whole photographs with face boxes."""
+    from fer_lightning.data.synthetic.csv_release import write_csv_release
+    from tests.layout_fixtures import make_fer2013, make_rafdb
+
+    root = tmp_path / layout
+    if layout == "rafdb":
+        make_rafdb(root, train=14, test=7)
+        settings = "images=aligned"
+    elif layout == "fer2013":
+        make_fer2013(root, ferplus=True)
+        settings = "labels=ferplus"
+    else:
+        write_csv_release(tiny_dataset, root)
+        settings = "crop_margin=0.1"
+    monkeypatch.setenv("FER_DATA_ROOT", str(root))
+    monkeypatch.setenv("FER_DATA_FORMAT", layout)
+    monkeypatch.setenv("FER_DATA_SETTINGS", settings)
+    assert figures(execute(NOTEBOOKS[0])), f"no figure of {layout}"
