@@ -25,7 +25,9 @@ from fer_lightning.data.synthetic.writer import ensure_synthetic
 from fer_lightning.eval import evaluate
 from fer_lightning.paths import CONFIG_DIR
 from fer_lightning.runs.ranks import gather_outputs
-from tests.conftest import tiny_overrides
+from tests.conftest import subprocess_env, tiny_overrides
+
+REPO = Path(__file__).resolve().parent.parent
 
 # The holdout test split is round(0.2 * 245) = 49 samples; the validation split 63.
 ODD = {"train_size": 245, "val_size": 63, "image_size": 32, "seed": 0}
@@ -51,8 +53,10 @@ def odd_data(root: Path) -> list[str]:
 
 
 def run_cli(app: str, run_dir: Path, *overrides: str) -> None:
-    """`python -m app ... hydra.run.dir=run_dir`; Lightning starts rank 1 with the same command."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    """`python -m app ... hydra.run.dir=run_dir`; Lightning starts rank 1 with the same command.
+    The repository is on the path: the commands load a test callback (tests/collectives.py)."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = subprocess_env(HYDRA_FULL_ERROR="1", PYTHONPATH=path)
     result = subprocess.run(
         [sys.executable, "-m", app, *overrides, f"hydra.run.dir={run_dir}"],
         cwd=run_dir.parent,
