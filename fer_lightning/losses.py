@@ -13,14 +13,12 @@ many samples were labelled.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import Metric
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.models.multitask import full_precision
@@ -77,30 +75,6 @@ def labelled(target: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(mask, target, torch.zeros_like(target)), mask.to(torch.float32)
 
 
-class LabelledMean(Metric):
-    """The epoch mean of a masked task's batch losses, each weighted by its labelled count: the
-    mean over the epoch's labelled samples, NaN for an epoch without any.
-
-    Not torchmetrics' MeanMetric: its NaN check waits for the device at every step, and with the
-    check disabled (torchmetrics 1.9) it ignores the weights.
-    """
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0.0), dist_reduce_fx="sum")
-
-    def update(self, value: Tensor, count: Tensor) -> None:
-        """Add one batch's mean loss over its `count` labelled samples."""
-        self.total = self.total + value.float() * count
-        self.count = self.count + count
-
-    def compute(self) -> Tensor:
-        return torch.where(self.count > 0, self.total / self.count, math.nan)
-
-
 # c_t of the uncertainty weighting: 1 for the classification likelihood, 1/2 for the Gaussian one.
 LIKELIHOOD_SCALES = {"expression": 1.0, "valence": 0.5, "arousal": 0.5}
 
@@ -145,6 +119,15 @@ class MultiTaskLoss(nn.Module):
         self.regression = REGRESSION_LOSSES[regression]
         self.class_weighted = class_weighted
         self.register_buffer("class_weights", torch.ones(num_classes))
+
+    # The entries `combine` adds besides the total.
+    combined_outputs: tuple[str, ...] = ()
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The names of the entries `forward` returns, known before any batch."""
+        counts = tuple(f"n_{task}" for task in TASKS)
+        return ("loss", *TASKS, *self.combined_outputs, *counts)
 
     def set_class_weights(self, weights: Tensor) -> None:
         self.class_weights.copy_(torch.as_tensor(weights, dtype=self.class_weights.dtype))
@@ -206,6 +189,8 @@ class UncertaintyWeightedLoss(MultiTaskLoss):
     The returned `weight_<task>` entries are the current effective weights `w_t * c_t * exp(-s_t)`,
     on the same scale as the fixed ratios, so the module logs how the balance evolves.
     """
+
+    combined_outputs = tuple(f"weight_{task}" for task in TASKS)
 
     def __init__(self, *args: Any, init_log_var: float = 0.0, **kwargs: Any) -> None:
         """`MultiTaskLoss`'s arguments, and `init_log_var`, every s_t at the start."""

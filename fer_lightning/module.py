@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from fer_lightning.errors import ConfigError
-from fer_lightning.losses import LabelledMean, MultiTaskLoss
+from fer_lightning.losses import MultiTaskLoss
+from fer_lightning.metrics.epoch import EpochLosses, epoch_key
 from fer_lightning.metrics.sources import SourceMetrics
 from fer_lightning.metrics.suite import MultiTaskMetrics
 from fer_lightning.models import MultiTaskNet
@@ -145,9 +146,8 @@ class MultiTaskModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = MultiTaskMetrics(num_classes)
         self.test_metrics = MultiTaskMetrics(num_classes)
-        self.masked_losses = nn.ModuleDict(
-            {f"{stage}_{task}": LabelledMean() for stage in STAGES for task in MASKED_TASKS}
-        )
+        self.epoch_losses = EpochLosses(loss.outputs, STAGES, MASKED_TASKS)
+        self._unlogged = set(STAGES)  # the stages whose epoch values are not logged this epoch
         # Expression classes scored at test (None: all the network's), see `score_shared_classes`.
         self.scored_classes: int | None = None
         self.tta = tta
@@ -240,45 +240,33 @@ class MultiTaskModule(pl.LightningModule):
             self.scored_classes = classes
             self.test_metrics = MultiTaskMetrics(classes)
 
-    def _log_losses(self, stage: str, losses: dict[str, Tensor]) -> None:
-        """Each loss's epoch mean, and `<stage>/n_<task>`, how many samples had that task's
-        label in the epoch (summed over ranks)."""
-        for name, value in losses.items():
-            if name.startswith("n_"):
-                self.log(
-                    f"{stage}/{name}",
-                    value,
-                    on_step=False,
-                    on_epoch=True,
-                    reduce_fx="sum",
-                    sync_dist=True,
-                )
-                continue
-            key = f"{stage}/loss" if name == "loss" else f"{stage}/loss_{name}"
-            if name in MASKED_TASKS:
-                mean = self.masked_losses[f"{stage}_{name}"]
-                mean.update(value.detach(), losses[f"n_{name}"])
-                self.log(key, mean, on_step=False, on_epoch=True)
-                continue
-            # Epoch means of every rank's batches (under DDP), synced once, at the epoch's end.
-            self.log(
-                key, value, on_step=False, on_epoch=True, prog_bar=name == "loss", sync_dist=True
-            )
+    def _log_losses(self, stage: str, losses: dict[str, Tensor], batch_size: int) -> None:
+        """Adds a batch to the epoch values of the stage's losses (each the mean over the epoch's
+        samples, over its labelled ones for a masked task) and of `<stage>/n_<task>`, how many
+        samples had that task's label.
+
+        The objects are logged at the epoch's first batch only: Lightning computes them at the
+        epoch's end, synced over the ranks then (`fer_lightning.metrics.epoch`).
+        """
+        self.epoch_losses.update(stage, losses, batch_size)
+        if stage not in self._unlogged:
+            return
+        self._unlogged.discard(stage)
+        shown = epoch_key(stage, "loss")
+        for key, metric in self.epoch_losses.logged(stage).items():
+            self.log(key, metric, on_step=False, on_epoch=True, prog_bar=key == shown)
+        if stage == "train":
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         losses, logits, _ = self._step(batch)
-        loss = losses.pop("loss")
-        # `train/loss_epoch` and `train/loss_step` (docs/run-directory.md) as two entries: the
-        # step's value is averaged over the ranks only at the steps the loggers record, not at
-        # every step (the progress bar shows rank zero's in between).
-        self.log(
-            "train/loss_epoch", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True
-        )
+        loss = losses["loss"]
+        # `train/loss_step` (docs/run-directory.md) is averaged over the ranks only at the steps
+        # the loggers record, not at every step (the progress bar shows rank zero's in between).
         shown = self._mean_over_ranks(loss)
         self.log("train/loss_step", shown, on_step=True, on_epoch=False, prog_bar=True)
-        self._log_losses("train", losses)
-        self.train_acc.update(logits.detach(), batch["expression"])  # logged per epoch only
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.train_acc.update(logits.detach(), batch["expression"])
+        self._log_losses("train", losses, len(batch["expression"]))
         return loss
 
     def _mean_over_ranks(self, value: Tensor) -> Tensor:
@@ -290,7 +278,7 @@ class MultiTaskModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         losses, logits, va = self._step(batch, self.scored_net)
-        self._log_losses("val", losses)
+        self._log_losses("val", losses, len(batch["expression"]))
         self.val_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
         return {"logits": logits.float(), "va": va.float()}  # for SourceMetrics
 
@@ -311,7 +299,7 @@ class MultiTaskModule(pl.LightningModule):
             logits, va = (logits + flipped_logits) / 2, (va + flipped_va) / 2
         if self.scored_classes is not None:
             logits = logits[:, : self.scored_classes]
-        self._log_losses(self.test_split, losses)
+        self._log_losses(self.test_split, losses, len(batch["expression"]))
         self.test_metrics.update(logits.float(), va.float(), batch["expression"], batch["va"])
         self._test_outputs.append(
             {
@@ -324,7 +312,11 @@ class MultiTaskModule(pl.LightningModule):
         )
         return {"logits": logits.float(), "va": va.float()}
 
+    def on_validation_epoch_start(self) -> None:
+        self._unlogged.add("val")
+
     def on_test_epoch_start(self) -> None:
+        self._unlogged.add(self.test_split)
         self._test_outputs = []
 
     def on_test_epoch_end(self) -> None:
@@ -350,6 +342,7 @@ class MultiTaskModule(pl.LightningModule):
         self._apply_freeze(announce=True)
 
     def on_train_epoch_start(self) -> None:
+        self._unlogged.add("train")
         self._apply_freeze(announce=False)
 
     def _apply_freeze(self, announce: bool) -> None:

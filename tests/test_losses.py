@@ -15,11 +15,11 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.losses import (
     LIKELIHOOD_SCALES,
     TASKS,
-    LabelledMean,
     MultiTaskLoss,
     UncertaintyWeightedLoss,
     ccc_loss,
 )
+from fer_lightning.metrics.epoch import EpochMean
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.paths import CONFIG_DIR
 from fer_lightning.train import train
@@ -291,7 +291,7 @@ def test_a_mixed_batch_averages_the_va_loss_over_its_labelled_samples(name):
 
 
 def test_the_epoch_va_loss_is_the_mean_over_labelled_samples():
-    mean = LabelledMean()
+    mean = EpochMean()
     mean.update(torch.tensor(0.0), torch.tensor(0.0))  # a batch without labels
     assert torch.isnan(mean.compute())
     mean.update(torch.tensor(2.0), torch.tensor(3.0))

@@ -93,3 +93,28 @@ def test_a_network_of_fewer_classes_than_the_data_is_refused(compose_config):
     assert module.scored_classes is None
     with pytest.raises(ConfigError, match="knows 7 expression classes, the data has 8"):
         module.score_shared_classes(8)
+
+
+def test_each_epoch_logs_the_mean_and_count_of_its_own_batches(compose_config, tiny_dataset):
+    """The epoch values are logged once per epoch and accumulated at every step: each epoch's
+    `train/loss_epoch` is the mean of that epoch's step losses only."""
+    steps_per_epoch = 3
+    overrides = [
+        "model=tnet",
+        "test=false",
+        "trainer.max_epochs=2",
+        f"++trainer.limit_train_batches={steps_per_epoch}",
+        "++trainer.limit_val_batches=1",
+        "++trainer.log_every_n_steps=1",
+    ]
+    cfg = compose_config("train", [*tiny_overrides(tiny_dataset), *overrides])
+    train(cfg)
+    logged = pd.read_csv(Path(cfg.paths.output_dir) / "csv" / "metrics.csv")
+    steps = logged.dropna(subset=["train/loss_step"])
+    epochs = logged.dropna(subset=["train/loss_epoch"])
+    assert epochs["epoch"].tolist() == [0, 1]
+    for _, row in epochs.iterrows():
+        own = steps.loc[steps["epoch"] == row["epoch"], "train/loss_step"]
+        assert len(own) == steps_per_epoch
+        assert row["train/loss_epoch"] == pytest.approx(own.mean(), rel=1e-6)
+        assert row["train/n_expression"] == steps_per_epoch * cfg.data.batch_size

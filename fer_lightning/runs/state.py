@@ -90,9 +90,10 @@ def _on_cpu(states: States) -> States:
 def epoch_state(trainer: pl.Trainer) -> dict[str, Any]:
     """What the epoch's logged values have accumulated so far, for a checkpoint within an epoch.
 
-    Lightning keeps the running sums behind epoch means (`train/loss_epoch`) in its results and a
-    logged torchmetrics object (`train/acc`) in the module, and checkpoints neither: a run resumed
-    within an epoch would report means of the batches after the resume only.
+    The module's epoch values (`train/loss_epoch`, `train/acc`) are torchmetrics objects in the
+    module, and Lightning keeps the running sums behind any tensor logged per epoch in its results;
+    it checkpoints neither: a run resumed within an epoch would report means of the batches after
+    the resume only.
     """
     return {"sums": _on_cpu(epoch_sums(trainer)), "metrics": _on_cpu(epoch_metric_states(trainer))}
 
