@@ -44,7 +44,8 @@ bench: install
 	$(BIN)/python bench/bench_loader.py $(ARGS)
 
 # Mutation testing, docs/mutation-testing.md: the subset below by default, every module that
-# pyproject.toml's [tool.mutmut] names with FULL=1. PYTHONPATH makes the tests' subprocesses import
+# pyproject.toml's [tool.mutmut] names with FULL=1, or the mutants MODULES names (globs, e.g.
+# MODULES="'fer_lightning.metrics.*'"). PYTHONPATH makes the tests' subprocesses import
 # the mutated copy too (made before mutmut starts: Python skips a path that did not exist at its
 # start); one worker, niced, because the machine is shared.
 MUTATE_SUBSET := 'fer_lightning.losses.*' 'fer_lightning.data.split.*' 'fer_lightning.data.sampler.*'
@@ -53,7 +54,7 @@ MUTATE_REPORT := mutants/survivors.txt
 mutate: $(VENV)/.installed-dev
 	rm -rf mutants && mkdir mutants
 	PYTHONPATH=$(CURDIR)/mutants nice -n 10 $(BIN)/mutmut run --max-children 1 \
-		$(if $(FULL),,$(MUTATE_SUBSET))
+		$(if $(FULL),,$(or $(MODULES),$(MUTATE_SUBSET)))
 	$(BIN)/mutmut results --all true | grep -v ': not checked$$' > mutants/results.txt
 	{ printf '# mutmut results: killed / survived / no tests / timeout\n'; \
 	  for s in killed survived 'no tests' timeout suspicious segfault; do \

@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from fer_lightning.data.datamodule import AffectNetDataModule
-from fer_lightning.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from tests.conftest import decode_plain
 from tests.data_fixtures import SIZE, make_dataset, quiet_trainer
+from tests.test_data_transforms import reference_normalize
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 # Both stages: an albumentations pipeline, then in-place transforms, on the sample's HWC slot.
@@ -38,12 +38,6 @@ def prepared(root, **kwargs):
     dm.prepare_data()
     dm.setup("fit")
     return dm
-
-
-def reference_normalize(images: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (images.float() / 255 - mean) / std
 
 
 def test_batches_have_the_documented_format(dataset):
@@ -77,16 +71,6 @@ def test_val_and_test_samples_are_never_augmented(dataset):
             images = torch.cat([b["image"] for b in batches]).permute(0, 2, 3, 1).numpy()
             np.testing.assert_array_equal(images, expected, err_msg=f"{part}, epoch {epoch}")
     assert dm.split_sizes["val"] == 16 and dm.split_sizes["test"] > 0
-
-
-def test_normalize_on_cpu_matches_the_formula_for_any_layout():
-    images = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
-    assert torch.allclose(normalize(images), reference_normalize(images), atol=1e-5)
-    channels_last = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
-    assert torch.allclose(normalize(channels_last), reference_normalize(images), atol=1e-5)
-    assert torch.allclose(normalize(images[0]), reference_normalize(images[0]), atol=1e-5)
-    with pytest.raises(TypeError):
-        normalize(images.float())
 
 
 def images_by_index(loader, epoch: int) -> dict[int, torch.Tensor]:

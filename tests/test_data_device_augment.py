@@ -47,9 +47,21 @@ def test_device_augmentation_gives_the_loaders_batches(tmp_path, cache):
             assert all(torch.equal(ours[k], reference[k]) for k in ours)
 
 
-def test_every_sample_gets_the_in_place_transforms_bytes():
+@pytest.mark.parametrize(
+    "transforms",
+    [
+        [InPlaceHorizontalFlip(p=0.5), InPlaceGaussNoise(std_range=(0.01, 0.2), p=0.7)],
+        # Each transform reads its own coin and draws, whatever comes before it.
+        [
+            InPlaceGaussNoise(std_range=(0.01, 0.2), p=0.7),
+            InPlaceHorizontalFlip(p=0.5),
+            InPlaceGaussNoise(std_range=(0.1, 0.3), p=0.4),
+        ],
+    ],
+    ids=["flip-noise", "noise-flip-noise"],
+)
+def test_every_sample_gets_the_in_place_transforms_bytes(transforms):
     rng = np.random.default_rng(0)
-    transforms = [InPlaceHorizontalFlip(p=0.5), InPlaceGaussNoise(std_range=(0.01, 0.2), p=0.7)]
     images = rng.integers(0, 256, (40, 20, 20, 3), dtype=np.uint8)
     expected = images.copy()
     per_sample = SeededAugment(None, transforms, seed=5)

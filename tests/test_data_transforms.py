@@ -2,21 +2,54 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
+
 import albumentations as A
 import numpy as np
 import pytest
+import torch
 
 from fer_lightning.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     InPlaceGaussNoise,
     InPlaceHorizontalFlip,
     SeededAugment,
     build_augment,
     build_inplace,
+    normalize,
+    normalize_arithmetic,
 )
 from fer_lightning.errors import ConfigError
+from tests.conftest import subprocess_env
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 256, (20, 24, 3), dtype=np.uint8)  # HWC, not square: W is the last axis
+
+
+def reference_normalize(images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (images.float() / 255 - mean) / std
+
+
+def test_normalize_on_cpu_matches_the_formula_for_any_layout():
+    images = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
+    assert torch.allclose(normalize(images), reference_normalize(images), atol=1e-5)
+    channels_last = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    assert torch.allclose(normalize(channels_last), reference_normalize(images), atol=1e-5)
+    assert torch.allclose(normalize(images[0]), reference_normalize(images[0]), atol=1e-5)
+    with pytest.raises(TypeError, match=r"^normalize expects uint8 images, got torch.float32$"):
+        normalize(images.float())
+
+
+def test_the_gpu_paths_arithmetic_gives_the_cpu_tables_values():
+    """`normalize` off the CPU is `normalize_arithmetic`, which runs here on the CPU too."""
+    images = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
+    assert torch.allclose(normalize_arithmetic(images), reference_normalize(images), atol=1e-5)
+    assert torch.allclose(normalize_arithmetic(images), normalize(images), atol=1e-5)
 
 
 def augmented(augment: SeededAugment, image: np.ndarray, epoch: int, index: int) -> np.ndarray:
@@ -75,10 +108,58 @@ def test_seeded_augment_depends_only_on_seed_epoch_and_index():
     assert 0.4 < np.mean(mirrored) < 0.6
 
 
+@pytest.mark.parametrize(
+    "stage",
+    [
+        pytest.param(
+            lambda seed: SeededAugment(None, [InPlaceGaussNoise(p=1.0)], seed), id="inplace"
+        ),
+        # albumentations draws its coins from the Python generator, its noise from numpy's.
+        pytest.param(
+            lambda seed: SeededAugment(build_augment([A.HorizontalFlip(p=0.5)]), [], seed),
+            id="albumentations-python",
+        ),
+        pytest.param(
+            lambda seed: SeededAugment(build_augment([A.GaussNoise(p=1.0)]), [], seed),
+            id="albumentations-numpy",
+        ),
+    ],
+)
+def test_each_random_stream_is_keyed_by_the_seed(stage):
+    def images(seed: int) -> list[bytes]:
+        augment = stage(seed)
+        return [augmented(augment, IMAGE.copy(), 0, index).tobytes() for index in range(16)]
+
+    assert images(0) == images(0)
+    assert images(0) != images(1)
+
+
+def test_the_noise_banks_are_the_same_in_every_process():
+    """Loader workers and DDP ranks build their own banks: the same noise needs the same ones."""
+    code = (
+        "import sys; from fer_lightning.data.transforms import InPlaceGaussNoise; "
+        "sys.stdout.buffer.write(InPlaceGaussNoise().banks(300).tobytes())"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, env=subprocess_env(), timeout=300
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    here = InPlaceGaussNoise().banks(300).tobytes()
+    assert hashlib.sha256(child.stdout).digest() == hashlib.sha256(here).digest()
+
+
 def test_an_albumentations_pipeline_must_keep_the_image_size():
     crop = SeededAugment(build_augment([A.Crop(x_min=0, y_min=0, x_max=12, y_max=10)]), [], 0)
-    with pytest.raises(ConfigError, match=r"changed an image's shape from \(20, 24, 3\)"):
+    with pytest.raises(ConfigError) as raised:
         crop(IMAGE.copy(), 0, 0)
+    assert str(raised.value) == (
+        "data.augment changed an image's shape from (20, 24, 3) to (10, 12, 3): its transforms "
+        "must keep data.image_size (crop with RandomResizedCrop(size=...), for example)"
+    )
+    with pytest.raises(
+        ValueError, match=r"^the in-place draws follow the albumentations stage's in the stream$"
+    ):
+        crop.uniforms(0, 0)
 
 
 def mirrored_view(image: np.ndarray, **_: object) -> np.ndarray:
@@ -96,15 +177,30 @@ def test_an_albumentations_view_of_the_slot_is_copied_back_before_the_inplace_st
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: InPlaceHorizontalFlip(p=1.5), "p must be in"),
-        (lambda: InPlaceGaussNoise(std_range=(0.3, 0.1)), "std_range must satisfy"),
-        (lambda: build_inplace([A.HorizontalFlip()]), "augment_inplace items must be"),
-        (lambda: build_augment([InPlaceHorizontalFlip()]), "augment items must be"),
+        (
+            lambda: InPlaceHorizontalFlip(p=1.5),
+            "InPlaceHorizontalFlip: p must be in [0, 1], got 1.5",
+        ),
+        (
+            lambda: InPlaceGaussNoise(std_range=(0.3, 0.1)),
+            "InPlaceGaussNoise: std_range must satisfy 0 <= low <= high <= 1 (fractions of 255), "
+            "got [0.3, 0.1]",
+        ),
+        (
+            lambda: build_inplace([A.HorizontalFlip()]),
+            "data.augment_inplace items must be InPlaceTransform transforms, got HorizontalFlip(",
+        ),
+        (
+            lambda: build_augment([InPlaceHorizontalFlip()]),
+            "data.augment items must be BasicTransform or BaseCompose transforms, got "
+            "InPlaceHorizontalFlip({'p': 0.5})",
+        ),
     ],
 )
 def test_bad_transform_settings_are_one_line_config_errors(make, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError) as raised:
         make()
+    assert str(raised.value).startswith(message)
 
 
 def test_off_the_cpu_normalize_copies_its_constants_to_the_device_once(monkeypatch):
@@ -125,3 +221,17 @@ def test_off_the_cpu_normalize_copies_its_constants_to_the_device_once(monkeypat
         out = transforms.normalize(images)
     assert out.dtype == torch.float32 and out.device.type == "meta"
     assert len(made) <= 2  # mean and std, once
+
+
+def test_a_noise_window_is_chosen_by_its_two_draws_within_the_bank():
+    noise, size = InPlaceGaussNoise(), 300
+    last = noise.bank_length(size) - size
+    assert noise.window([0.0, 0.0], size) == (0, 0)
+    assert noise.window([0.5, 0.5], size) == (noise.LEVELS // 2, (last + 1) // 2)
+    assert noise.window([1 - 1e-12, 1 - 1e-12], size) == (noise.LEVELS - 1, last)
+
+
+def test_the_noise_std_range_may_span_zero_to_one_and_no_more():
+    assert InPlaceGaussNoise(std_range=(0.0, 1.0)).std_range == (0.0, 1.0)
+    with pytest.raises(ConfigError, match="std_range must satisfy"):
+        InPlaceGaussNoise(std_range=(0.1, 1.5))

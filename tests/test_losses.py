@@ -19,7 +19,6 @@ from fer_lightning.losses import (
     UncertaintyWeightedLoss,
     ccc_loss,
 )
-from fer_lightning.metrics.epoch import EpochMean
 from fer_lightning.module import MultiTaskModule
 from fer_lightning.paths import CONFIG_DIR
 from fer_lightning.train import train
@@ -288,15 +287,6 @@ def test_a_mixed_batch_averages_the_va_loss_over_its_labelled_samples(name):
     parts["valence"].backward()
     assert torch.equal(va_pred.grad[unlabelled], torch.zeros(int(unlabelled.sum()), 2))
     assert va_pred.grad[labelled, 0].abs().min() > 0
-
-
-def test_the_epoch_va_loss_is_the_mean_over_labelled_samples():
-    mean = EpochMean()
-    mean.update(torch.tensor(0.0), torch.tensor(0.0))  # a batch without labels
-    assert torch.isnan(mean.compute())
-    mean.update(torch.tensor(2.0), torch.tensor(3.0))
-    mean.update(torch.tensor(1.0), torch.tensor(1.0))
-    assert mean.compute().item() == pytest.approx((2.0 * 3 + 1.0) / 4)
 
 
 def test_under_bf16_autocast_the_losses_compute_in_float32():

@@ -1,6 +1,9 @@
 """Paired comparisons: McNemar's exact test equals scipy's binomial test on the discordant counts;
 a run compared with itself differs by nothing."""
 
+import dataclasses
+import math
+
 import pytest
 import scipy.stats
 import torch
@@ -38,3 +41,23 @@ def test_a_run_compared_with_itself():
 def test_the_bootstrap_p_value_of_a_clear_difference_is_small():
     assert bootstrap_p_value(torch.full((999,), 0.1)) == pytest.approx(2 / 1000)
     assert bootstrap_p_value(torch.linspace(-1, 1, 1001)) == 1.0
+
+
+def test_the_seed_chooses_the_resamples_and_mcnemar_is_for_accuracy_only():
+    a, values_a = scored_batch(300, 5)
+    b, values_b = scored_batch(300, 6)
+    b = dataclasses.replace(b, expression=a.expression)  # the same samples, another run
+    by_seed = {
+        seed: paired_rows(a, b, values_a, values_b, resamples=200, seed=seed) for seed in (0, 1)
+    }
+    default = paired_rows(a, b, values_a, values_b, resamples=200)
+    intervals = [
+        [(r["ci_low"], r["ci_high"]) for r in rows] for rows in (*by_seed.values(), default)
+    ]
+    assert intervals[0] != intervals[1] and intervals[2] == intervals[0]
+    for row in by_seed[0]:
+        discordant = [row[key] for key in ("mcnemar_p", "only_a_correct", "only_b_correct")]
+        if row["metric"] == "acc":
+            assert all(math.isfinite(value) for value in discordant)
+        else:
+            assert all(math.isnan(value) for value in discordant), row["metric"]

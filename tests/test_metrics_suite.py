@@ -34,6 +34,8 @@ from sklearn.preprocessing import label_binarize
 from torch import Tensor
 
 from fer_lightning.metrics.classification import per_class_report
+from fer_lightning.metrics.epoch import EpochMean, EpochSum
+from fer_lightning.metrics.regression import AffectDimensionMetrics
 from fer_lightning.metrics.suite import MultiTaskMetrics
 from tests.conftest import CONTRACT_METRICS
 from tests.test_metrics_calibration import ece_reference
@@ -285,15 +287,43 @@ def test_states_stay_float64_when_the_module_is_cast_to_bfloat16() -> None:
     assert_matches({k: float(v) for k, v in metrics.compute().items()}, compute(batch), 1e-12)
 
 
-def test_invalid_inputs_raise() -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"expression": torch.tensor([0, 1, 9, 2])},
+            "expression codes must lie in 0..7; filter out AffectNet's codes 8-10 (None, "
+            "Uncertain, No-Face) before evaluating",
+        ),
+        ({"expression": torch.tensor([0, 1, C, 2])}, "expression codes must lie in 0..7;"),
+        ({"expression": torch.tensor([0, 1, -1, 2])}, "expression codes must lie in 0..7;"),
+        ({"expression": torch.tensor([0, 1, 2])}, "expression must be [4], got [3]"),
+        ({"logits": torch.zeros(4, 7)}, "logits must be [N, 8], got [4, 7]"),
+        (
+            {"va_pred": torch.zeros(3, 2)},
+            "va_pred must be [4, 2] (valence, arousal), not [3, 2]",
+        ),
+        (
+            {"va_target": torch.zeros(4, 3)},
+            "va_target must be [4, 2] (valence, arousal), not [4, 3]",
+        ),
+    ],
+)
+def test_invalid_inputs_raise_saying_what_was_wrong(change: dict, message: str) -> None:
     logits, va_pred, expression, va_target = make_batch(4, 17)
-    metrics = MultiTaskMetrics(C)
-    with pytest.raises(ValueError, match="codes 8-10"):
-        metrics.update(logits, va_pred, torch.tensor([0, 1, 9, 2]), va_target)
-    with pytest.raises(ValueError, match="logits"):
-        metrics.update(logits[:, :7], va_pred, expression, va_target)
-    with pytest.raises(ValueError, match="va_pred"):
-        metrics.update(logits, va_pred[:3], expression, va_target)
+    batch = {"logits": logits, "va_pred": va_pred, "expression": expression, "va_target": va_target}
+    with pytest.raises(ValueError) as raised:
+        MultiTaskMetrics(C).update(**{**batch, **change})
+    assert str(raised.value).startswith(message)
+
+
+def test_a_dimension_refuses_predictions_that_are_not_one_value_per_label() -> None:
+    dimension = AffectDimensionMetrics()
+    with pytest.raises(ValueError) as raised:
+        dimension.update(torch.zeros(3, 2), torch.zeros(3, 2))
+    assert str(raised.value) == "pred and target must be 1-D of equal length, got [3, 2] and [3, 2]"
+    with pytest.raises(ValueError, match=r"got \[3\] and \[4\]$"):
+        dimension.update(torch.zeros(3), torch.zeros(4))
 
 
 def test_per_class_report_matches_sklearn() -> None:
@@ -341,6 +371,10 @@ def _ddp_worker(rank: int, port: int, out: Path, batch: Batch) -> None:
             results = {k: float(v) for k, v in metrics.compute().items()}
             torch.save(results, out / f"{scenario}{rank}.pt")
             metrics.reset()
+        mean, total = EpochMean(), EpochSum()  # the module's epoch losses and label counts
+        mean.update(torch.tensor(rank + 1.0), rank + 2)
+        total.update(torch.tensor(rank + 3.0))
+        torch.save((float(mean.compute()), float(total.compute())), out / f"epoch{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -356,6 +390,8 @@ def test_ddp_gather_equals_single_process(tmp_path: Path) -> None:
     whole = compute(batch)
     for name in ("odd0", "odd1", "idle0", "idle1"):
         assert_matches(torch.load(tmp_path / f"{name}.pt"), whole, tol=1e-12)
+    for rank in (0, 1):  # weighted over both ranks: (1 x 2 + 2 x 3) / 5; 3 + 4
+        assert torch.load(tmp_path / f"epoch{rank}.pt") == (pytest.approx(8 / 5), 7.0)
 
 
 def test_va_metrics_use_the_labelled_samples_and_are_absent_without_any() -> None:
@@ -373,7 +409,27 @@ def test_va_metrics_use_the_labelled_samples_and_are_absent_without_any() -> Non
             name = f"{dimension}_{key}"
             assert got[name].item() == pytest.approx(expected[name].item(), abs=1e-12), name
 
+    # A constant labelled side stays constant beside the unlabelled rows (its PCC is 0).
+    constant = masked.clone()
+    constant[keep] = 0.3  # not a binary fraction: its moments would leave rounding residue
+    mixed, subset = MultiTaskMetrics(), MultiTaskMetrics()
+    mixed.update(logits, va_pred, expression, constant)
+    subset.update(logits[keep], va_pred[keep], expression[keep], constant[keep])
+    got, expected = mixed.compute(), subset.compute()
+    assert got["valence_pcc"].item() == expected["valence_pcc"].item() == 0.0
+    assert got["arousal_ccc"].item() == pytest.approx(expected["arousal_ccc"].item(), abs=1e-12)
+
     none = MultiTaskMetrics()
     none.update(logits, va_pred, expression, torch.full_like(va_target, math.nan))
     metrics = none.compute()
     assert "acc" in metrics and not [k for k in metrics if k.startswith(("valence", "arousal"))]
+
+
+def test_before_any_sample_every_expression_metric_is_nan() -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*called before the ``update`` method")
+        result = MultiTaskMetrics(C).compute()
+    assert set(result) == set(CONTRACT_METRICS) - {
+        name for name in CONTRACT_METRICS if name.startswith(("valence", "arousal"))
+    } | set(PER_CLASS)
+    assert all(value.dtype == torch.float64 and torch.isnan(value) for value in result.values())

@@ -47,6 +47,12 @@ def _device_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]
     return _CONSTANTS[device]
 
 
+def normalize_arithmetic(images: torch.Tensor) -> torch.Tensor:
+    """`normalize`'s GPU path, on any device: the CPU's table must give the same values."""
+    mean, inv_std = _device_constants(images.device)
+    return images.float().sub_(mean).mul_(inv_std)
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 RGB images [..., 3, H, W] -> float32 normalised with ImageNet's mean and std.
 
@@ -58,8 +64,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     if images.dtype != torch.uint8:
         raise TypeError(f"normalize expects uint8 images, got {images.dtype}")
     if images.device.type != "cpu":
-        mean, inv_std = _device_constants(images.device)
-        return images.float().sub_(mean).mul_(inv_std)
+        return normalize_arithmetic(images)
     pixels = images.movedim(-3, -1).contiguous()  # no copy when already channels-last
     source = pixels.numpy().reshape(-1, images.shape[-1], 3)
     out = _OUTPUTS.take(source.shape, np.float32)
