@@ -12,16 +12,18 @@ import pytest
 from omegaconf import OmegaConf
 
 from fer_lightning.runs.finished import (
-    data_root,
+    RunData,
     epoch_table,
     history_checkpoint,
-    newest_data_root,
+    newest_data,
     newest_run,
     newest_sweep,
 )
 
 
-def _finished(run_dir: Path, age_s: float, root: str | None = None, cwd: Path | None = None):
+def _finished(
+    run_dir: Path, age_s: float, root: str | None = None, cwd: Path | None = None, **layout: object
+):
     metrics = run_dir / "results" / "metrics.json"
     metrics.parent.mkdir(parents=True)
     metrics.write_text("{}")
@@ -29,7 +31,8 @@ def _finished(run_dir: Path, age_s: float, root: str | None = None, cwd: Path | 
     record = run_dir / ".hydra"
     record.mkdir()
     OmegaConf.save(
-        OmegaConf.create({"data": {"root": root} if root else None}), record / "config.yaml"
+        OmegaConf.create({"data": {"root": root, **layout} if root else None}),
+        record / "config.yaml",
     )
     hydra = {"hydra": {"runtime": {"cwd": str(cwd or run_dir)}}}
     OmegaConf.save(OmegaConf.create(hydra), record / "hydra.yaml")
@@ -38,17 +41,21 @@ def _finished(run_dir: Path, age_s: float, root: str | None = None, cwd: Path | 
 def test_the_newest_run_sweep_and_dataset_are_found_under_outputs(tmp_path):
     outputs = tmp_path / "outputs"
     assert newest_run(outputs) is None and newest_sweep(outputs) is None
-    assert newest_data_root(outputs) is None
+    assert newest_data(outputs) is None
     _finished(outputs / "train/runs/a", 300, root="Dataset/synthetic", cwd=tmp_path)
-    _finished(outputs / "train/multirun/s/0_x", 200, root="/data/AffectNet")
+    ferplus = {"format": "fer2013", "labels": "ferplus", "images": None}
+    _finished(outputs / "train/multirun/s/0_x", 200, root="/data/FER2013", **ferplus)
     # The newest: an eval that chose no data, so the dataset is the one before it.
     _finished(outputs / "eval/runs/a/default", 100)
     (outputs / "train/multirun/s/sweep_summary.csv").write_text("job\n")
     assert newest_run(outputs) == outputs / "eval/runs/a/default"
     assert newest_sweep(outputs) == outputs / "train/multirun/s"
-    assert newest_data_root(outputs) == Path("/data/AffectNet")
-    # A relative data.root is taken from the directory the run's command started in.
-    assert data_root(outputs / "train/runs/a") == tmp_path / "Dataset/synthetic"
+    # Its layout and the layout's settings that were set, as the notebook reads the data with.
+    assert newest_data(outputs) == RunData(Path("/data/FER2013"), "fer2013", {"labels": "ferplus"})
+    # A relative data.root is taken from the directory the run's command started in; a run
+    # recorded before data.format existed read AffectNet's layout.
+    (outputs / "train/multirun/s/0_x/results/metrics.json").unlink()
+    assert newest_data(outputs) == RunData(tmp_path / "Dataset/synthetic", "affectnet", {})
 
 
 def test_curves_come_from_the_csv_log_or_else_the_checkpoint(trained_run, tmp_path):

@@ -8,11 +8,14 @@ of a checkpoint both have them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from omegaconf import OmegaConf
 
+from fer_lightning.data.formats import DEFAULT_LAYOUT, READER_SETTINGS
 from fer_lightning.runs.checkpoints import CHECKPOINT_DIR, load_checkpoint
 from fer_lightning.runs.history import TRAIN_KEYS, VAL_KEYS, checkpoint_history
 from fer_lightning.runs.run_lock import RECORD_DIR
@@ -54,17 +57,31 @@ def _started_in(run_dir: Path) -> Path:
     return Path(cwd) if cwd else Path.cwd()
 
 
-def data_root(run_dir: Path) -> Path | None:
-    """The dataset directory a run read (`data.root` of its recorded config); None when its
-    command chose no data (eval of a checkpoint on the data it was trained on)."""
-    root = (_recorded(run_dir, "config.yaml").get("data") or {}).get("root")
-    return _started_in(run_dir) / root if root else None
+@dataclass(frozen=True)
+class RunData:
+    """The dataset a run read: its directory, its layout (`data.format`) and that layout's
+    settings (`data.labels`, `data.images`, ... where set), as `data.check` takes them."""
+
+    root: Path
+    format: str
+    settings: dict[str, Any]
 
 
-def newest_data_root(outputs: Path) -> Path | None:
+def run_data(run_dir: Path) -> RunData | None:
+    """The dataset of a run's recorded config; None when its command chose no data (eval of a
+    checkpoint on the data it was trained on)."""
+    data = _recorded(run_dir, "config.yaml").get("data") or {}
+    if not data.get("root"):
+        return None
+    settings = {key: data[key] for key in READER_SETTINGS if data.get(key) is not None}
+    layout = data.get("format") or DEFAULT_LAYOUT
+    return RunData(_started_in(run_dir) / data["root"], layout, settings)
+
+
+def newest_data(outputs: Path) -> RunData | None:
     """The dataset of the newest run under `outputs` that names one."""
     runs = sorted(finished_runs(outputs), key=lambda r: (r / METRICS_FILE).stat().st_mtime)
-    return next((root for root in map(data_root, reversed(runs)) if root), None)
+    return next((data for data in map(run_data, reversed(runs)) if data), None)
 
 
 def history_checkpoint(run_dir: Path) -> Path | None:
