@@ -38,6 +38,8 @@ def reference_normalize(images: torch.Tensor) -> torch.Tensor:
 def test_normalize_on_cpu_matches_the_formula_for_any_layout():
     images = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
     assert torch.allclose(normalize(images), reference_normalize(images), atol=1e-5)
+    # One pass over the channels-last pixels: its result is channels-last, whatever came in.
+    assert normalize(images).is_contiguous(memory_format=torch.channels_last)
     channels_last = images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
     assert torch.allclose(normalize(channels_last), reference_normalize(images), atol=1e-5)
     assert torch.allclose(normalize(images[0]), reference_normalize(images[0]), atol=1e-5)
