@@ -136,6 +136,18 @@ def test_matches_references_float32() -> None:
     assert_matches(compute(batch), reference(*batch), tol=1e-4)
 
 
+def test_tied_scores_match_the_references() -> None:
+    """Logits of two levels, so each class's scores tie across many samples, as quantised or
+    saturated outputs do: AUROC counts a tie as half, AUPRC steps once per distinct score."""
+    logits, va_pred, expression, va_target = make_batch(400, 5)
+    tied = 2.0 * torch.nn.functional.one_hot(logits.argmax(dim=1), C).double()
+    assert_matches(
+        compute((tied, va_pred, expression, va_target)),
+        reference(tied, va_pred, expression, va_target),
+        tol=1e-9,
+    )
+
+
 def test_compute_returns_scalar_tensors() -> None:
     metrics = MultiTaskMetrics(C)
     metrics.update(*make_batch(20, 3))
