@@ -2,8 +2,8 @@
 
 The module updates them at every step, which costs a few tensor additions on the device, and
 logs each object once per epoch: Lightning then computes (and, under DDP, syncs) it at the epoch's
-end. Logging a tensor at every step instead costs Lightning's bookkeeping per call, about a tenth
-of a small model's CPU step for the ten values of a training step. Their states are what
+end. Logging a tensor at every step instead costs Lightning's bookkeeping per call, 0.3-1 ms each
+on the 2-core CPU of bench/README.md ("Training-step overhead"). Their states are what
 `runs.state.epoch_state` checkpoints within an epoch.
 
 Not torchmetrics' MeanMetric or SumMetric: their NaN check waits for the device at every step, and
