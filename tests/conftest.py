@@ -23,6 +23,12 @@ from fer_lightning.models import register_model_configs
 from fer_lightning.paths import CONFIG_DIR
 from fer_lightning.presets import register_experiment_configs
 
+# mutmut's stats pass (`make mutate`) runs the tests with MUTANT_UNDER_TEST=stats, which its
+# trampolines also read from the process itself. A child process started in a temporary directory
+# would look for mutmut's config there and fail, and its hits could not reach this process anyway.
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    del os.environ["MUTANT_UNDER_TEST"]
+
 # The metric names of results/metrics.json (docs/run-directory.md), written out: the contract the
 # code is checked against, not a copy of the code's own list.
 CONTRACT_METRICS = [

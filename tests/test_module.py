@@ -95,6 +95,13 @@ def test_a_network_of_fewer_classes_than_the_data_is_refused(compose_config):
         module.score_shared_classes(8)
 
 
+def test_a_network_of_more_classes_is_tested_on_the_datas_classes(compose_config):
+    module = MultiTaskModule.from_config(compose_config("train", ["model=tnet"]))
+    module.score_shared_classes(7)
+    assert module.scored_classes == 7
+    assert module.test_metrics.expression.num_classes == 7
+
+
 def test_each_epoch_logs_the_mean_and_count_of_its_own_batches(compose_config, tiny_dataset):
     """The epoch values are logged once per epoch and accumulated at every step: each epoch's
     `train/loss_epoch` is the mean of that epoch's step losses only."""

@@ -85,3 +85,21 @@ def test_an_evals_curves_are_those_of_the_checkpoint_it_scored(trained_run, tmp_
     assert list(epoch_table(evaluated).index) == [1, 2]
     (tmp_path / "gone").mkdir()
     assert epoch_table(tmp_path / "gone").empty
+
+
+@pytest.mark.parametrize("hydra", [None, {}, {"hydra": {}}, {"hydra": {"runtime": {}}}])
+def test_a_run_without_its_start_directory_takes_a_relative_root_from_here(
+    tmp_path, monkeypatch, hydra
+):
+    """A run directory copied without `.hydra/hydra.yaml`, or with one that lacks the start
+    directory, reads a relative `data.root` from the current directory."""
+    run = tmp_path / "outputs" / "run"
+    _finished(run, 0, root="Dataset/synthetic")
+    record = run / ".hydra" / "hydra.yaml"
+    record.unlink()
+    if hydra is not None:
+        OmegaConf.save(OmegaConf.create(hydra), record)
+    monkeypatch.chdir(tmp_path)
+    assert newest_data(tmp_path / "outputs") == RunData(
+        tmp_path / "Dataset/synthetic", "affectnet", {}
+    )

@@ -80,3 +80,15 @@ def test_the_best_epoch_skips_epochs_without_the_metric_or_with_nan():
 def test_an_unknown_monitor_mode_is_a_config_error():
     with pytest.raises(ConfigError, match=r"callbacks\.monitor\.mode"):
         MetricHistory("val/acc", "highest")
+
+
+def test_a_checkpoint_without_the_callbacks_or_its_monitor_has_the_defaults():
+    """A checkpoint saved without callbacks has no history; one saved before the history kept
+    its monitor is judged by the default one (val/acc, highest)."""
+    assert checkpoint_history({}) == [] and checkpoint_history({"callbacks": {}}) == []
+    history = _history("val/loss", "min")
+    state = {"epochs": history.state_dict()["epochs"]}
+    rows = checkpoint_history({"callbacks": {history.state_key: state}})
+    assert rows == history.epochs
+    assert rows.monitor == MetricHistory().monitor
+    assert best_epoch(rows)["epoch"] == 2

@@ -19,10 +19,12 @@ from fer_lightning.runs import lightning_internals as internals
 
 BATCHES = 4
 LOSS = "training_step.train/loss"  # results are keyed by the hook that logged them
+PEAK = "training_step.train/peak"  # a max-reduced value: its sum is a running maximum
 
 
 class Tiny(pl.LightningModule):
-    """Logs what MultiTaskModule logs for its epoch means: a tensor and a torchmetrics object."""
+    """Logs what a LightningModule may log for its epoch: a mean and a maximum of tensors, and a
+    torchmetrics object (MultiTaskModule's epoch values are such objects)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,6 +35,7 @@ class Tiny(pl.LightningModule):
         loss = self.layer(batch).pow(2).mean()
         self.mean(loss)
         self.log("train/loss", loss, on_step=True, on_epoch=True)
+        self.log("train/peak", loss, on_step=False, on_epoch=True, reduce_fx="max")
         self.log("train/mean", self.mean, on_step=False, on_epoch=True)
         return loss
 
@@ -66,9 +69,12 @@ class Probe(pl.Callback):
             metrics=internals.epoch_metric_states(trainer),
         )
         before = {name: value.clone() for name, value in sums[LOSS].items()}
-        internals.add_to_epoch_sums(trainer, {LOSS: before})
-        self.seen["doubled"] = internals.epoch_sums(trainer)[LOSS]
-        self.seen["before"] = before
+        peak = sums[PEAK]["value"].clone()
+        # A saved key the resumed epoch has not logged (yet) is passed over, not the end.
+        saved = {"training_step.train/gone": {}, LOSS: before, PEAK: {"value": peak + 1}}
+        internals.add_to_epoch_sums(trainer, saved)
+        after = internals.epoch_sums(trainer)
+        self.seen.update(doubled=after[LOSS], before=before, peak=(peak, after[PEAK]["value"]))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.seen["within_at_end"] = internals.within_epoch(trainer)
@@ -96,11 +102,13 @@ def test_every_function_finds_what_it_relies_on_in_this_lightning(tmp_path):
         skipped is None
         and restored.__func__ is type(trainer.fit_loop.epoch_loop)._broadcast_sigterm_tensor
     )
-    assert set(seen["sums"]) == {LOSS}  # the torchmetrics object's state is the module's
+    assert set(seen["sums"]) == {LOSS, PEAK}  # the torchmetrics object's state is the module's
     assert set(seen["metrics"]) == {"mean"}  # by the metric's attribute in the module
     assert set(seen["metrics"]["mean"]) == {"mean_value", "weight"}
     for name, before in seen["before"].items():
         assert torch.equal(seen["doubled"][name], 2 * before), name
+    peak, combined = seen["peak"]
+    assert torch.equal(combined, peak + 1)  # the larger of the two, not their sum
 
     internals.adopt_csv_header(logger, ["epoch", "step", "train/loss_step"])
     assert logger.experiment.metrics_keys == ["epoch", "step", "train/loss_step"]

@@ -11,6 +11,7 @@ import torch
 
 from fer_lightning.runs import fault_tolerance
 from fer_lightning.runs.fault_tolerance import STATE_KEY, FaultTolerance
+from fer_lightning.runs.state import set_rng_states
 
 
 class FakeGpus:
@@ -111,3 +112,40 @@ def test_each_ddp_rank_gets_its_own_gpu_stream_back(monkeypatch):
     state = saved_states(monkeypatch, visible=2, world=2)
     assert restore(monkeypatch, state, rank=0, world=2, visible=2).restored == {0: 1}
     assert restore(monkeypatch, state, rank=1, world=2, visible=2).restored == {1: 12}
+
+
+def test_a_run_resumed_on_more_ranks_gives_the_extra_ones_the_last_saved_stream(monkeypatch):
+    state = saved_states(monkeypatch, visible=3, world=2)
+    assert restore(monkeypatch, state, rank=2, world=3, visible=3).restored == {2: 12}
+
+
+def earlier_release_state(gpu_streams: list[int]) -> dict:
+    """A checkpoint of an earlier release: one entry for every rank, with every visible GPU's
+    stream by device index."""
+    checkpoint: dict = {}
+    with pytest.MonkeyPatch.context() as patch:
+        FakeGpus(patch, 1, process=0)
+        FaultTolerance(dirpath="unused").on_save_checkpoint(fake_trainer(0, 1), None, checkpoint)
+    (entry,) = checkpoint[STATE_KEY]["rng"]
+    entry["cuda"] = [torch.tensor([s]) for s in gpu_streams]
+    return {**checkpoint[STATE_KEY], "rng": entry}
+
+
+@pytest.mark.parametrize(
+    ("streams", "rank", "expected"),
+    [([7, 8], 0, {0: 7}), ([7, 8], 1, {1: 8}), ([7, 8], 2, {}), ([7], 0, {0: 7})],
+)
+def test_an_earlier_releases_list_of_gpu_streams_restores_this_devices_own(
+    monkeypatch, streams, rank, expected
+):
+    state = earlier_release_state(streams)
+    assert restore(monkeypatch, state, rank=rank, world=3, visible=3).restored == expected
+
+
+def test_a_saved_gpu_stream_is_not_restored_on_the_cpu(monkeypatch):
+    (entry,) = saved_states(monkeypatch, visible=1, world=1)["rng"]
+    gpus = FakeGpus(monkeypatch, 1, process=0)
+    set_rng_states(entry, torch.device("cpu"))
+    assert gpus.restored == {}
+    set_rng_states(entry, torch.device("cuda"))
+    assert gpus.restored == {0: 1}
