@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from copy import deepcopy
 from pathlib import Path
 
@@ -55,10 +56,17 @@ def test_onnx_matches_pytorch_at_two_batch_sizes_and_has_its_card(compose_config
     assert card["class_names"]["0"] == "Neutral" and card["class_names"]["7"] == "Contempt"
 
 
-def test_torchscript_round_trips(compose_config, tmp_path):
+def test_torchscript_round_trips(compose_config, tmp_path, caplog):
     checkpoint = save_checkpoint(tmp_path / "tnet.ckpt")
     cfg = compose_config("export", [f"ckpt_path={checkpoint}", "format=torchscript"])
-    exported = export(cfg)
+    with caplog.at_level(logging.INFO, logger="fer_lightning.export"):
+        exported = export(cfg)
+    # What the command says at its end: the files it wrote and how close they are.
+    said = [r.getMessage() for r in caplog.records if r.name == "fer_lightning.export"]
+    assert said == [
+        f"wrote {exported.model} and {exported.card}; max abs difference from PyTorch "
+        f"{exported.max_abs_diff:.3g}"
+    ]
 
     assert exported.max_abs_diff <= 1e-4
     loaded = torch.jit.load(str(exported.model))

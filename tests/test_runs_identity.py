@@ -66,15 +66,38 @@ def test_settings_that_cannot_change_the_result_may_differ(compose_config, saved
 def test_the_refusal_is_one_line_with_the_ways_out(compose_config, saved, tmp_path):
     cfg = compose_config("train", [*RUN, "seed=1", "optimizer.lr=0.5"])
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    listed = "seed 42 -> 1, data.seed 42 -> 1, optimizer.lr 0.0001 -> 0.5"
     with pytest.raises(ConfigError) as own:
         require_same_experiment({"fer_config": saved}, cfg, last)
-    message = str(own.value)
-    assert "\n" not in message
-    assert "seed 42 -> 1" in message and "optimizer.lr 0.0001 -> 0.5" in message
-    assert "resume=false" in message and "hydra.run.dir" in message
-    with pytest.raises(ConfigError, match=f"init_from={last}") as given:
+    assert str(own.value) == (
+        f"this command is another experiment than the run in {tmp_path / 'run'} ({listed}): "
+        "rerun with the run's values to continue it (docs/resuming.md), resume=false to start "
+        "over there, or another hydra.run.dir for a new run"
+    )
+    with pytest.raises(ConfigError) as given:
         require_same_experiment({"fer_config": saved}, cfg, last, explicit=True)
-    assert "\n" not in str(given.value)
+    assert str(given.value) == (
+        f"ckpt_path={last} is a checkpoint of another experiment ({listed}); ckpt_path continues "
+        f"only the same experiment (docs/resuming.md): init_from={last} starts a new run from "
+        "its weights"
+    )
+
+
+# Ten changes: the message names eight of them and counts the rest; eight are all named.
+MANY = ["seed=1", "optimizer.lr=0.5", "data.batch_size=8", "trainer.max_epochs=3"]
+MANY += ["loss.weights.valence=0.5", "loss.weights.arousal=0.5", "data.image_size=64"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "count", "more"), [(MANY, 10, " and 2 more"), (MANY[1:], 8, "")]
+)
+def test_a_long_list_of_changes_names_eight(compose_config, saved, overrides, count, more):
+    cfg = compose_config("train", [*RUN, *overrides])
+    changes = experiment_changes(saved, cfg)
+    assert len(changes) == count
+    with pytest.raises(ConfigError) as caught:
+        require_same_experiment({"fer_config": saved}, cfg, "run/checkpoints/last.ckpt")
+    assert f"({', '.join(changes[:8])}{more}): rerun" in str(caught.value)
 
 
 def test_a_key_added_to_the_configs_after_the_run_is_no_change_at_its_default(
@@ -86,6 +109,11 @@ def test_a_key_added_to_the_configs_after_the_run_is_no_change_at_its_default(
     assert experiment_changes(saved, compose_config("train", RUN)) == []
     changes = experiment_changes(saved, compose_config("train", [*RUN, "data.format=rafdb"]))
     assert changes == ["data.format (unset) -> rafdb"]
+    del saved["loss"]["weights"]["valence"]  # in a node without a _target_: no default
+    assert experiment_changes(saved, compose_config("train", RUN)) == [
+        "loss.weights.valence (unset) -> 0.05"
+    ]
+    saved["loss"]["weights"]["valence"] = 0.05
     del saved["optimizer"]["lr"]  # a required value, or one not at its default, is a change
     assert experiment_changes(saved, compose_config("train", RUN)) == [
         "optimizer.lr (unset) -> 0.0001"

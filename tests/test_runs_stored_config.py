@@ -129,6 +129,16 @@ def test_a_stored_model_is_checked_key_by_key(stored):
     )
 
 
+def test_a_stored_model_name_is_one_of_the_registrys_unless_it_is_timms(stored):
+    stored["model"]["name"] = "os.system"
+    assert refusal(model_settings, stored).startswith(
+        "the checkpoint's fer_config.model: unknown model 'os.system': choose "
+    )
+    # timm's registry is asked when the backbone is built, and refuses an unknown name then.
+    stored["model"].update(name="vit_tiny_patch16_224", library="timm")
+    assert model_settings(stored)["name"] == "vit_tiny_patch16_224"
+
+
 def test_the_weight_average_decay_is_none_or_a_number_in_0_1(stored):
     assert stored_ema_decay({}) is None and stored_ema_decay({"module": "x"}) is None
     assert stored_ema_decay({"module": {"ema_decay": 0.999}}) == 0.999
@@ -184,3 +194,16 @@ def test_the_stored_data_is_rebuilt_without_its_augmentation(stored):
 def test_a_stored_input_size_or_class_count_that_cannot_be_is_one_line(stored, change, message):
     stored["data"] = change
     assert refusal(stored_input, stored) == message
+
+
+def test_the_stored_input_of_a_joint_run_and_the_smallest_one_are_read():
+    joint = {
+        "_target_": "fer_lightning.data.multi.MultiDataModule",
+        "_recursive_": False,
+        "sources": {"a": {"root": "A"}},
+        "weights": {"a": 2},
+        "image_size": 64,
+        "classes": 7,
+    }
+    assert stored_input({"data": joint}) == (64, 7)
+    assert stored_input({"data": {"image_size": 1, "classes": 2}}) == (1, 2)
