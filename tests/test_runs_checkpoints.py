@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -85,12 +86,67 @@ def test_any_unreadable_last_checkpoint_falls_back_with_one_warning(
     assert (checkpoints / "last.ckpt.unreadable").exists()
 
 
-@pytest.mark.parametrize("kind", ["empty", "garbage", "pickle", "tensor", "directory"])
+UNREADABLE = {
+    "empty": "cannot read checkpoint {} (EOFError): it is empty, cut short, corrupted or not a "
+    "checkpoint",
+    "garbage": "cannot read checkpoint {}: it holds more than weights and plain values, so it is "
+    "not loaded (a file that would run code, or not a checkpoint)",
+    "tensor": "{} is not a fer-lightning checkpoint (it needs a state_dict of tensors and a "
+    "fer_config of plain values)",
+    "directory": "checkpoint {} is a directory: pass ckpt_path=PATH to a .ckpt file",
+}
+UNREADABLE["pickle"] = UNREADABLE["garbage"]
+
+
+@pytest.mark.parametrize("kind", sorted(UNREADABLE))
 def test_an_unreadable_checkpoint_is_one_line(tmp_path, kind):
     _broken(kind, tmp_path / "x.ckpt")
     with pytest.raises(ConfigError) as error:
         load_checkpoint(tmp_path / "x.ckpt")
-    assert "\n" not in str(error.value) and "weights_only=False" not in str(error.value)
+    assert str(error.value) == UNREADABLE[kind].format(tmp_path / "x.ckpt")
+
+
+class Code:
+    """Unpickled, it would create the directory `victim`: a file that runs code when loaded."""
+
+    def __init__(self, victim: Path) -> None:
+        self.victim = victim
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.victim),))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    victim = tmp_path / "victim"
+    torch.save({"state_dict": {}, "fer_config": {"model": Code(victim)}}, tmp_path / "x.ckpt")
+    with pytest.raises(ConfigError, match="it holds more than weights and plain values"):
+        load_checkpoint(tmp_path / "x.ckpt")
+    assert not victim.exists()
+    with pytest.raises(ConfigError) as missing:
+        load_checkpoint(tmp_path / "y.ckpt")
+    assert str(missing.value) == (
+        f"checkpoint not found at {tmp_path / 'y.ckpt'}: pass ckpt_path=PATH to a .ckpt file"
+    )
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [
+        {"state_dict": {"w": torch.zeros(1)}},
+        {"fer_config": {}},
+        {"state_dict": [torch.zeros(1)], "fer_config": {}},
+        {"state_dict": {"w": 1.0}, "fer_config": {}},
+        {"state_dict": {1: torch.zeros(1)}, "fer_config": {}},
+        {"state_dict": {}, "fer_config": [{}]},
+        {"state_dict": {}, "fer_config": {"model": torch.zeros(1)}},
+    ],
+)
+def test_a_file_of_another_shape_is_not_a_fer_lightning_checkpoint(tmp_path, checkpoint):
+    torch.save(checkpoint, tmp_path / "x.ckpt")
+    with pytest.raises(ConfigError, match="is not a fer-lightning checkpoint"):
+        load_checkpoint(tmp_path / "x.ckpt")
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "fer_config": {"a": [1]}}, tmp_path / "y.ckpt")
+    assert load_checkpoint(tmp_path / "y.ckpt")["fer_config"] == {"a": [1]}
 
 
 def test_a_state_saved_in_another_folder_names_the_files_of_this_one():

@@ -6,6 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.runs import identity
 from fer_lightning.runs.identity import experiment_changes, require_same_experiment
 
 RUN = ["model=tnet", "data=synthetic", "trainer.max_epochs=4"]
@@ -118,3 +119,13 @@ def test_a_key_added_to_the_configs_after_the_run_is_no_change_at_its_default(
     assert experiment_changes(saved, compose_config("train", RUN)) == [
         "optimizer.lr (unset) -> 0.0001"
     ]
+
+
+def test_a_config_is_compared_leaf_by_leaf_and_shown_in_short():
+    assert identity._flat({}) == {}
+    nested = {"aX": {"bX": 1, "list": [1, {"c": 2}], "empty": {}}}
+    assert identity._flat(nested) == {"aX.bX": 1, "aX.list": [1, {"c": 2}], "aX.empty": {}}
+    assert identity._show(identity._UNSET) == "(unset)"
+    assert identity._show([1, "a"]) == '[1, "a"]' and identity._show("a b") == "a b"
+    assert identity._show("x" * 60) == "x" * 60
+    assert identity._show("x" * 61) == "x" * 57 + "..."
