@@ -129,3 +129,9 @@ def test_a_config_is_compared_leaf_by_leaf_and_shown_in_short():
     assert identity._show([1, "a"]) == '[1, "a"]' and identity._show("a b") == "a b"
     assert identity._show("x" * 60) == "x" * 60
     assert identity._show("x" * 61) == "x" * 57 + "..."
+
+
+def test_comparing_a_raised_max_epochs_leaves_the_reruns_config_as_it_is(compose_config, saved):
+    cfg = compose_config("train", [*RUN, "trainer.max_epochs=9"])
+    assert experiment_changes(saved, cfg) == []
+    assert cfg.trainer.max_epochs == 9 and cfg.scheduler.T_max == 9
