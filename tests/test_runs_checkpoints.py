@@ -17,6 +17,8 @@ from omegaconf import OmegaConf
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.runs.checkpoints import (
+    AtomicCheckpointIO,
+    commit_checkpoint,
     load_checkpoint,
     reanchor,
     remove_interrupted_saves,
@@ -208,3 +210,18 @@ def test_a_full_disk_while_saving_keeps_the_last_good_checkpoint_and_is_one_line
     message = outside_error(error.value)
     assert message.startswith("cannot write ") and "free space or write elsewhere" in message
     assert "\n" not in message
+
+
+def test_a_save_over_last_ckpt_keeps_the_one_it_replaces_and_only_that_one(tmp_path):
+    io = AtomicCheckpointIO()
+    for name, value in [("last.ckpt", 1), ("last.ckpt", 2), ("best.ckpt", 1), ("best.ckpt", 2)]:
+        io.save_checkpoint({"value": value}, tmp_path / name)
+    read = {p.name: torch.load(p, weights_only=True)["value"] for p in tmp_path.iterdir()}
+    assert read == {"last.ckpt": 2, "last-prev.ckpt": 1, "best.ckpt": 2}
+    torch.save({"value": 3}, tmp_path / "staged")
+    commit_checkpoint(tmp_path / "staged", tmp_path / "last.ckpt")
+    read = {p.name: torch.load(p, weights_only=True)["value"] for p in tmp_path.iterdir()}
+    assert read == {"last.ckpt": 3, "last-prev.ckpt": 2, "best.ckpt": 2}
+    with pytest.raises(TypeError) as refused:
+        io.save_checkpoint({}, tmp_path / "x.ckpt", storage_options={"compress": True})
+    assert str(refused.value) == "AtomicCheckpointIO.save_checkpoint does not take storage_options"
