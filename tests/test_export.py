@@ -37,6 +37,7 @@ def test_onnx_matches_pytorch_at_two_batch_sizes_and_has_its_card(compose_config
     assert exported.max_abs_diff <= 1e-4
     model = onnx.load(str(exported.model))
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]  # docs/commands.md
     session = onnxruntime.InferenceSession(str(exported.model), providers=["CPUExecutionProvider"])
     for batch in (1, 5):
         x = torch.randn(batch, 3, 48, 48)
