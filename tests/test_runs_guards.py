@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fer_lightning.errors import ConfigError
-from fer_lightning.runs.guards import NonFiniteLoss
+from fer_lightning.runs.guards import NonFiniteLoss, all_finite
 
 
 class NanAt(pl.LightningModule):
@@ -105,3 +105,10 @@ def test_a_nonfinite_loss_can_skip_its_step_and_weights_never_reach_a_checkpoint
     with pytest.raises(ConfigError, match="not saving"):
         trainer.save_checkpoint(tmp_path / "bad.ckpt")
     assert not (tmp_path / "bad.ckpt").exists()
+
+
+def test_no_gradients_are_all_finite_and_one_infinity_is_not():
+    """A step whose loss reached no parameter (every gradient None) has nothing to skip."""
+    assert bool(all_finite([])) is True
+    assert bool(all_finite([torch.ones(2), torch.zeros(3)])) is True
+    assert bool(all_finite([torch.ones(2), torch.tensor([0.0, float("inf")])])) is False
