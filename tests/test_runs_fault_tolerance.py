@@ -4,6 +4,7 @@ The runs go through the real CLI in subprocesses, which are killed (SIGKILL, as 
 or signalled (SIGTERM, as SLURM does) once a checkpoint within an epoch exists. Two epochs of 12
 batches, a checkpoint every 2 optimizer steps; "exactly" means every tensor of the final weights
 and every byte of the CSV log (one row per step, flushed at once) equal the uninterrupted run's.
+A signal at an epoch's very end, which no kill can aim at, is driven in process.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -169,3 +171,33 @@ def test_a_signal_while_testing_exits_with_its_status_and_a_message(tmp_path, ca
     assert ended.value.code == 143
     assert "stopped by SIGTERM while testing" in caplog.text
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.parametrize("signalled", [True, False])
+def test_a_signal_at_an_epochs_end_saves_it_and_exits_before_the_next_batch(tmp_path, signalled):
+    """Between an epoch's last batch and its end (in process, on a stand-in Trainer)."""
+    saved: list[bool] = []
+
+    def save_checkpoint(path: Path, weights_only: bool) -> None:
+        saved.append(weights_only)
+        Path(path).write_bytes(b"epoch 1")
+
+    trainer = SimpleNamespace(
+        world_size=1,
+        current_epoch=0,
+        global_step=12,
+        is_global_zero=True,
+        loggers=[],
+        save_checkpoint=save_checkpoint,
+    )
+    callback = FaultTolerance(dirpath=str(tmp_path))
+    callback._signal = signal.SIGTERM if signalled else None
+    callback.on_train_epoch_end(trainer, None)
+    assert saved == [False]  # the whole state, optimizer included
+    if signalled:
+        with pytest.raises(SystemExit) as exited:
+            callback.on_train_batch_start(trainer, None, None, 0)
+        assert exited.value.code == exit_status(signal.SIGTERM)
+    else:
+        callback.on_train_batch_start(trainer, None, None, 0)
+    assert (tmp_path / "last.ckpt").read_bytes() == b"epoch 1"
