@@ -11,7 +11,7 @@ from torch import nn
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.models import create_model
-from fer_lightning.module import load_checkpoint_weights, trained_net
+from fer_lightning.module import MultiTaskModule, load_checkpoint_weights, trained_net
 
 SETTINGS = {"name": "tnet", "image_size": 48, "head_hidden": 0, "dropout": 0.2}
 PREFIX = "the checkpoint's weights do not fit the tnet network its config describes: "
@@ -76,3 +76,20 @@ def test_a_load_error_without_a_message_is_named_by_its_type():
     with pytest.raises(ConfigError) as caught:
         load_checkpoint_weights(Refusing(), {}, "tnet")
     assert str(caught.value) == PREFIX + "RuntimeError"
+
+
+@pytest.mark.parametrize("ema", [True, False])
+def test_a_module_from_a_checkpoint_is_the_trained_one(compose_config, ema):
+    """What eval tests: the stored network, loss and weight average with their weights, and the
+    test-time augmentation asked for."""
+    overrides = ["model=tnet", "loss=uncertainty", *(["module.ema_decay=0.9"] if ema else [])]
+    trained = MultiTaskModule.from_config(compose_config("train", overrides))
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.normal_()
+    checkpoint = {"state_dict": trained.state_dict(), "fer_config": trained.config}
+    loaded = MultiTaskModule.from_checkpoint(checkpoint, tta="flip")
+    assert type(loaded.loss) is type(trained.loss) and loaded.tta == "flip"
+    assert loaded.optimizer_factory is None
+    assert (loaded.ema is not None) is ema and (loaded.ema is None or loaded.ema.decay == 0.9)
+    assert same_weights(loaded, trained) and same_weights(trained, loaded)
