@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from copy import deepcopy
 from pathlib import Path
 
@@ -85,6 +86,28 @@ def test_an_unknown_format_is_a_one_line_error(compose_config, tmp_path):
     with pytest.raises(ConfigError, match="unknown format 'tflite'") as caught:
         export(cfg)
     assert "\n" not in str(caught.value)
+
+
+def test_an_onnx_export_that_cannot_be_made_is_one_line(compose_config, tmp_path, monkeypatch):
+    cfg = compose_config("export", [f"ckpt_path={save_checkpoint(tmp_path / 't.ckpt')}"])
+
+    def failing(*args, **kwargs):
+        raise torch.onnx.OnnxExporterError("Unsupported operator aten::foo. Traced graph: ...")
+
+    monkeypatch.setattr(torch.onnx, "export", failing)
+    with pytest.raises(ConfigError) as caught:
+        export(cfg)
+    assert str(caught.value) == (
+        "cannot export this model to ONNX (Unsupported operator aten::foo): use format=torchscript"
+    )
+    for missing in ("onnx", "onnxruntime"):
+        monkeypatch.undo()
+        monkeypatch.setitem(sys.modules, missing, None)  # an import of it fails
+        with pytest.raises(ConfigError) as caught:
+            export(cfg)
+        assert str(caught.value) == (
+            f"format=onnx needs the {missing} package: pip install 'fer-lightning[export]'"
+        )
 
 
 @pytest.fixture

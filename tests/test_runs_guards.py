@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -14,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.runs import guards
 from fer_lightning.runs.guards import NonFiniteLoss, all_finite
 
 
@@ -67,9 +69,24 @@ def fit(
 
 def test_a_nonfinite_loss_stops_naming_the_step_before_its_checkpoint(tmp_path):
     module = NanAt(batch=3)
-    with pytest.raises(ConfigError, match=r"epoch 0, batch 3 \(optimizer step 4\)"):
+    with pytest.raises(ConfigError) as stopped:
         fit(module, "stop", SaveEveryBatch(tmp_path))
+    assert str(stopped.value) == (
+        "the training loss is nan at epoch 0, batch 3 (optimizer step 4): stopped, the last "
+        "checkpoint (saved before that step) is intact; lower optimizer.lr, or set "
+        "on_nonfinite_loss=skip"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"batch{i}.ckpt" for i in range(3)]
+
+
+def test_a_nonfinite_loss_on_another_rank_stops_this_one_too(monkeypatch):
+    monkeypatch.setattr(guards, "on_any_rank", lambda trainer, *flags: (True,))
+    with pytest.raises(ConfigError) as stopped:
+        guards.NonFiniteLoss("stop")._check(SimpleNamespace(world_size=2))
+    assert str(stopped.value) == (
+        "the training loss is not finite on another DDP rank: stopped, the last checkpoint is "
+        "intact; lower optimizer.lr, or set on_nonfinite_loss=skip"
+    )
 
 
 def test_a_nonfinite_loss_is_found_at_the_epoch_end_without_a_checkpoint():
