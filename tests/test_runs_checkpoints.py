@@ -141,6 +141,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
         {"state_dict": {1: torch.zeros(1)}, "fer_config": {}},
         {"state_dict": {}, "fer_config": [{}]},
         {"state_dict": {}, "fer_config": {"model": torch.zeros(1)}},
+        {"state_dict": {}, "fer_config": {"model": [1, torch.zeros(1)]}},
     ],
 )
 def test_a_file_of_another_shape_is_not_a_fer_lightning_checkpoint(tmp_path, checkpoint):

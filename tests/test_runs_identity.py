@@ -27,6 +27,14 @@ def saved(compose_config):
         (["loss.weights.valence=0.5"], ["loss.weights.valence 0.05 -> 0.5"]),
         (["optimizer=sgd"], ["optimizer._target_ torch.optim.Adam -> torch.optim.SGD"]),
         (
+            ["optimizer=sgd", "seed=7"],
+            [
+                "seed 42 -> 7",
+                "data.seed 42 -> 7",
+                "optimizer._target_ torch.optim.Adam -> torch.optim.SGD",
+            ],
+        ),
+        (
             ["loss=uncertainty"],
             [
                 "loss._target_ fer_lightning.losses.MultiTaskLoss -> "
@@ -110,6 +118,9 @@ def test_a_key_added_to_the_configs_after_the_run_is_no_change_at_its_default(
     assert experiment_changes(saved, compose_config("train", RUN)) == []
     changes = experiment_changes(saved, compose_config("train", [*RUN, "data.format=rafdb"]))
     assert changes == ["data.format (unset) -> rafdb"]
+    saved["data"]["retired"] = 1  # a key the configs no longer have
+    assert experiment_changes(saved, compose_config("train", RUN)) == ["data.retired 1 -> (unset)"]
+    del saved["data"]["retired"]
     del saved["loss"]["weights"]["valence"]  # in a node without a _target_: no default
     assert experiment_changes(saved, compose_config("train", RUN)) == [
         "loss.weights.valence (unset) -> 0.05"
