@@ -129,3 +129,17 @@ def test_no_gradients_are_all_finite_and_one_infinity_is_not():
     assert bool(all_finite([])) is True
     assert bool(all_finite([torch.ones(2), torch.zeros(3)])) is True
     assert bool(all_finite([torch.ones(2), torch.tensor([0.0, float("inf")])])) is False
+
+
+def test_weights_no_longer_finite_are_not_saved_in_one_line():
+    broken = nn.Linear(2, 1)
+    with torch.no_grad():
+        broken.weight[0, 0] = float("nan")
+    trainer = SimpleNamespace(world_size=1, current_epoch=2, global_step=40)
+    with pytest.raises(ConfigError) as refused:
+        NonFiniteLoss("stop").on_save_checkpoint(trainer, broken, {})
+    assert str(refused.value) == (
+        "the weights are no longer finite at epoch 2, optimizer step 40: not saving them, the "
+        "last checkpoint is intact; lower optimizer.lr"
+    )
+    NonFiniteLoss("stop").on_save_checkpoint(trainer, nn.Linear(2, 1), {})
