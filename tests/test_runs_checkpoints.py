@@ -226,3 +226,19 @@ def test_a_save_over_last_ckpt_keeps_the_one_it_replaces_and_only_that_one(tmp_p
     with pytest.raises(TypeError) as refused:
         io.save_checkpoint({}, tmp_path / "x.ckpt", storage_options={"compress": True})
     assert str(refused.value) == "AtomicCheckpointIO.save_checkpoint does not take storage_options"
+
+
+def test_checkpoints_are_read_weights_only_onto_the_cpu(tmp_path, monkeypatch):
+    """Asked for explicitly: torch before 2.6 (pyproject.toml allows 2.2) loads whole pickles by
+    default, and a checkpoint saved on a GPU must load on a machine without one."""
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "fer_config": {}}, tmp_path / "x.ckpt")
+    asked: list[dict] = []
+    load = torch.load
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording)
+    load_checkpoint(tmp_path / "x.ckpt")
+    assert asked == [{"map_location": "cpu", "weights_only": True}]
