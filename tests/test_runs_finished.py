@@ -68,6 +68,8 @@ def test_curves_come_from_the_csv_log_or_else_the_checkpoint(trained_run, tmp_pa
     assert list(carried.index) == [1, 2]
     for column in ("train/acc", "val/acc", "val/loss", "train/loss_epoch"):
         assert carried[column].to_numpy() == pytest.approx(logged[column].to_numpy(), rel=1e-6)
+    # The CSV log holds every logged value; the checkpoint's history its four and the monitor.
+    assert "val/f1_macro" in logged.columns and "val/f1_macro" not in carried.columns
 
 
 def test_an_evals_curves_are_those_of_the_checkpoint_it_scored(trained_run, tmp_path):
@@ -85,6 +87,11 @@ def test_an_evals_curves_are_those_of_the_checkpoint_it_scored(trained_run, tmp_
     assert list(epoch_table(evaluated).index) == [1, 2]
     (tmp_path / "gone").mkdir()
     assert epoch_table(tmp_path / "gone").empty
+    # The scored checkpoint deleted since: no history, no curves.
+    pd.DataFrame([{"task": "eval", "checkpoint": str(tmp_path / "deleted.ckpt")}]).to_csv(
+        evaluated / "results" / "experiment.csv", index=False
+    )
+    assert history_checkpoint(evaluated) is None and epoch_table(evaluated).empty
 
 
 @pytest.mark.parametrize("hydra", [None, {}, {"hydra": {}}, {"hydra": {"runtime": {}}}])
