@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fer_lightning import completion
+from fer_lightning.data.formats import layout_classes, layout_protocol
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import write_text_atomic
 from fer_lightning.paths import CONFIG_DIR
@@ -88,6 +89,8 @@ def register_resolvers() -> None:
         "fer_checkpoint_run_name": checkpoint_run_name,
         "fer_gpu_precision": gpu_precision,
         "fer_study_seed": study_seed,
+        "fer_layout_classes": layout_classes,
+        "fer_layout_protocol": layout_protocol,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

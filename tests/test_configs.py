@@ -184,6 +184,32 @@ def test_the_data_defaults(compose_config):
     assert (type(noise).__name__, noise.p) == ("InPlaceGaussNoise", 0.5)
 
 
+# docs/data.md: each layout's classes and protocol, as its reader declares them.
+LAYOUT_DEFAULTS = [
+    ("affectnet", 8, "holdout"),
+    ("affectnet_csv", 8, "holdout"),
+    ("rafdb", 7, "predefined"),
+    ("fer2013", 7, "predefined"),
+    ("folders", 8, "predefined"),
+    ("manifest", 8, "predefined"),
+    ("synthetic", 8, "holdout"),
+]
+
+
+@pytest.mark.parametrize(("group", "classes", "protocol"), LAYOUT_DEFAULTS)
+def test_each_data_group_takes_its_layouts_classes_and_protocol(
+    compose_config, group, classes, protocol
+):
+    cfg = compose_config("train", [f"data={group}"])
+    assert (cfg.data.classes, cfg.data.protocol) == (classes, protocol)
+    assert (cfg.model.num_classes, cfg.loss.num_classes) == (classes, classes)
+    # What the command line sets wins, and the layout alone decides the defaults.
+    assert compose_config("train", [f"data={group}", "data.classes=7"]).data.classes == 7
+    relaid = compose_config("train", ["data=affectnet", f"data.format={cfg.data.format}"]).data
+    assert (relaid.classes, relaid.protocol) == (classes, protocol)
+    assert compose_config("train", ["data=multi"]).data.classes == 8
+
+
 def test_eval_and_predict_defaults(compose_config):
     # README "Results": eval scores the test split, without test-time augmentation, by default.
     cfg = compose_config("eval", ["ckpt_path=x.ckpt"])

@@ -116,8 +116,19 @@ def test_a_key_added_to_the_configs_after_the_run_is_no_change_at_its_default(
     for key in ("format", "labels", "images", "manifest", "crop_margin", "pinned_memory_mb"):
         del saved["data"][key]
     assert experiment_changes(saved, compose_config("train", RUN)) == []
+    changes = experiment_changes(
+        saved, compose_config("train", [*RUN, "data.format=affectnet_csv"])
+    )
+    assert changes == ["data.format (unset) -> affectnet_csv"]
+    # Another layout brings its own defaults (docs/configuration.md): RAF-DB's 7 classes.
     changes = experiment_changes(saved, compose_config("train", [*RUN, "data.format=rafdb"]))
-    assert changes == ["data.format (unset) -> rafdb"]
+    assert changes == [
+        "data.classes 8 -> 7",
+        "data.protocol holdout -> predefined",
+        "model.num_classes 8 -> 7",
+        "loss.num_classes 8 -> 7",
+        "data.format (unset) -> rafdb",
+    ]
     saved["data"]["retired"] = 1  # a key the configs no longer have
     assert experiment_changes(saved, compose_config("train", RUN)) == ["data.retired 1 -> (unset)"]
     del saved["data"]["retired"]

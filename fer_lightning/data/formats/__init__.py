@@ -39,7 +39,10 @@ once, widened by the reader's ``crop_margin`` setting, and indexes the crop inst
 ``problems`` include `BOX_PROBLEMS` (both in fer_lightning/data/crops.py).
 
 A reader declares its classes by name and maps them to AffectNet's codes with
-`fer_lightning.labels.class_codes`. A sample without valence and arousal labels carries NaN for
+`fer_lightning.labels.class_codes`. Two module constants give the data config's defaults for the
+layout (`layout_classes`, `layout_protocol`): ``CLASSES``, the class names of a dataset that labels
+fewer than AffectNet's eight, and ``PROTOCOL = "predefined"`` for a layout whose samples each
+carry their part (train, val or test). A sample without valence and arousal labels carries NaN for
 both (`NO_VA`), all the way into the batches. `reader(name, **options)` finds the module by its
 name; a reader that takes options (``data.labels``, ``data.images``, ``data.manifest``,
 ``data.crop_margin``) is a frozen dataclass whose fields they are. Every module here is a layout
@@ -155,12 +158,17 @@ def names() -> list[str]:
     return sorted(module.name for module in pkgutil.iter_modules(__path__))
 
 
+def _layout(name: str) -> Any:
+    """The module of the layout ``name``."""
+    if name not in names():
+        raise ConfigError(f"unknown dataset format {name!r}: choose {', '.join(names())}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
 def reader(name: str, **options: Any) -> Reader:
     """The reader of the layout ``name`` (the module ``formats/<name>.py``), with ``options``
     (``data.<option>`` settings) replacing its defaults."""
-    if name not in names():
-        raise ConfigError(f"unknown dataset format {name!r}: choose {', '.join(names())}")
-    source = importlib.import_module(f"{__name__}.{name}").READER
+    source = _layout(name).READER
     if not options:
         return source
     fields = (
@@ -173,6 +181,19 @@ def reader(name: str, **options: Any) -> Reader:
             f"({name} takes {', '.join(f'data.{f}' for f in sorted(fields)) or 'no settings'})"
         )
     return dataclasses.replace(source, **options)
+
+
+def layout_classes(name: str = DEFAULT_LAYOUT) -> int:
+    """How many of AffectNet's expression codes the layout ``name`` labels, the default of
+    ``data.classes``: its reader's ``CLASSES`` (RAF-DB's and FER2013's seven, no Contempt), else
+    all of them (AffectNet's, and layouts that name their classes in the data)."""
+    return len(getattr(_layout(name), "CLASSES", EXPRESSION_NAMES))
+
+
+def layout_protocol(name: str = DEFAULT_LAYOUT) -> str:
+    """The default of ``data.protocol`` for the layout ``name``: its reader's ``PROTOCOL``, else
+    ``holdout`` (AffectNet's layouts: train_set split into train and test, the original's)."""
+    return getattr(_layout(name), "PROTOCOL", "holdout")
 
 
 def settings_of(source: Reader) -> dict[str, Any]:

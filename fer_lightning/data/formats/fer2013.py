@@ -200,4 +200,5 @@ def _fer2013_code(emotion: str) -> tuple[int, str | None]:
     return (CODES[label], None) if 0 <= label < len(CODES) else (-1, "unknown_label")
 
 
+PROTOCOL = "predefined"
 READER = Fer2013()

@@ -97,4 +97,5 @@ class Folders(ScannedLayout):
         return samples
 
 
+PROTOCOL = "predefined"
 READER = Folders()

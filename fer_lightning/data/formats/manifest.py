@@ -122,4 +122,5 @@ class Manifest:
         return replace(entry, image=None, problems=(*entry.problems, "missing_image"))
 
 
+PROTOCOL = "predefined"
 READER = Manifest()

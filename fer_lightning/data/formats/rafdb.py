@@ -109,4 +109,5 @@ class RafDb(ScannedLayout):
         return samples
 
 
+PROTOCOL = "predefined"
 READER = RafDb()
