@@ -90,6 +90,6 @@ def test_a_module_from_a_checkpoint_is_the_trained_one(compose_config, ema):
     checkpoint = {"state_dict": trained.state_dict(), "fer_config": trained.config}
     loaded = MultiTaskModule.from_checkpoint(checkpoint, tta="flip")
     assert type(loaded.loss) is type(trained.loss) and loaded.tta == "flip"
-    assert loaded.optimizer_factory is None
+    assert loaded.optimizer_factory is None and loaded.config == trained.config
     assert (loaded.ema is not None) is ema and (loaded.ema is None or loaded.ema.decay == 0.9)
     assert same_weights(loaded, trained) and same_weights(trained, loaded)

@@ -151,6 +151,8 @@ def test_the_weight_average_decay_is_none_or_a_number_in_0_1(stored):
 def test_the_stored_loss_is_one_of_the_projects_loss_classes(stored):
     loss = stored_loss(stored)
     assert type(loss) is MultiTaskLoss
+    untargeted = {**stored, "loss": {k: v for k, v in stored["loss"].items() if k != "_target_"}}
+    assert type(stored_loss(untargeted)) is MultiTaskLoss  # an earlier release wrote no target
     assert dict(loss.weights) == {k: float(v) for k, v in stored["loss"]["weights"].items()}
     stored["loss"]["_target_"] = "fer_lightning.losses.UncertaintyWeightedLoss"
     stored["loss"]["init_log_var"] = 0.5
@@ -171,8 +173,9 @@ def test_the_stored_data_is_rebuilt_without_its_augmentation(stored):
     assert data.augment is None and data.augment_inplace == []
     assert stored_input(stored) == (stored["data"]["image_size"], stored["data"]["classes"])
     stored["data"]["_target_"] = "fer_lightning.data.multi.MultiDataModule"
-    assert refusal(stored_datamodule, stored).startswith(
-        "the checkpoint was trained on several datasets (data=multi)"
+    assert refusal(stored_datamodule, stored) == (
+        "the checkpoint was trained on several datasets (data=multi): choose the one to score "
+        "with data=<group> data.root=DIR"
     )
 
 
