@@ -93,3 +93,6 @@ def test_a_module_from_a_checkpoint_is_the_trained_one(compose_config, ema):
     assert loaded.optimizer_factory is None and loaded.config == trained.config
     assert (loaded.ema is not None) is ema and (loaded.ema is None or loaded.ema.decay == 0.9)
     assert same_weights(loaded, trained) and same_weights(trained, loaded)
+    del checkpoint["state_dict"]["net.va_head.1.bias"]
+    with pytest.raises(ConfigError, match="^" + PREFIX + 'Missing key.*"net.va_head.1.bias"'):
+        MultiTaskModule.from_checkpoint(checkpoint)

@@ -62,6 +62,10 @@ def test_another_network_or_no_file_is_refused_in_one_line(tmp_path):
     del short["state_dict"][f"net.{dropped}"]
     torch.save(short, tmp_path / "d.ckpt")
     assert f"; 1 weight(s) differ, first {dropped}: " in refusal(net, tmp_path / "d.ckpt")
+    torch.save({"state_dict": {}, "fer_config": {}}, tmp_path / "e.ckpt")
+    assert refusal(net, tmp_path / "e.ckpt").startswith(
+        f"init_from={tmp_path / 'e.ckpt'} holds a None network that does not fit this run's tnet"
+    )
     assert refusal(net, tmp_path / "c.ckpt") == (
         f"init_from={tmp_path / 'c.ckpt'}: no such file; pass a checkpoint of this project"
     )
