@@ -1,6 +1,7 @@
 """DDP through the real CLI on 2 CPU processes (gloo): one set of reports, at most 1.5 Python-level
-collectives per training step (DDP's gradient all-reduce aside), and a checkpoint scored by 2
-processes exactly as by 1, on a test split of odd size (the ranks hold 25 and 24 samples).
+collectives per training step (DDP's gradient all-reduce aside), the step loss shown as the ranks'
+mean, and a checkpoint scored by 2 processes exactly as by 1, on a test split of odd size (the
+ranks hold 25 and 24 samples).
 
 The exact comparison evaluates with batches of one sample: float32 kernels may round differently
 for different batch sizes, and sharding changes which batch sizes occur (49 = 3 x 16 + 1 in one
@@ -74,11 +75,20 @@ def collective_counts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def step_losses(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("step_losses")
+
+
+@pytest.fixture(scope="module")
 def ddp_run(
-    odd_dataset: Path, collective_counts: Path, tmp_path_factory: pytest.TempPathFactory
+    odd_dataset: Path,
+    collective_counts: Path,
+    step_losses: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """A 2-process training run (one epoch of T-Net, 31 batches of 4 per rank), tested and
-    reported as train does, its collectives counted per step (`tests/collectives.py`)."""
+    reported as train does, its collectives counted per step (`tests/collectives.py`) and each
+    rank's step losses recorded (`tests/step_losses.py`)."""
     run = tmp_path_factory.mktemp("ddp") / "train"
     run_cli(
         "fer_lightning.train",
@@ -90,6 +100,8 @@ def ddp_run(
         *DDP_CPU,
         "+callbacks.count._target_=tests.collectives.CountCollectives",
         f"+callbacks.count.dirpath={collective_counts}",
+        "+callbacks.losses._target_=tests.step_losses.RecordStepLosses",
+        f"+callbacks.losses.dirpath={step_losses}",
     )
     return run
 
@@ -100,6 +112,17 @@ def test_a_training_step_costs_at_most_one_and_a_half_collectives(ddp_run, colle
         assert len(steps) > 20
         per_step = sum(sum(step.values()) for step in steps) / len(steps)
         assert per_step <= 1.5, (rank, per_step, steps[:3])
+
+
+def test_the_step_loss_the_loggers_show_is_the_mean_over_the_ranks(ddp_run, step_losses):
+    ranks = [json.loads((step_losses / f"rank{rank}.json").read_text()) for rank in range(2)]
+    log = pd.read_csv(ddp_run / "csv" / "metrics.csv").dropna(subset=["train/loss_step"])
+    assert len(log) >= 2
+    for step, shown in zip(log["step"], log["train/loss_step"], strict=True):
+        # The logger's step counts the optimiser steps before this one.
+        losses = [losses_of[str(step + 1)] for losses_of in ranks]
+        assert losses[0] != pytest.approx(losses[1])
+        assert shown == pytest.approx(sum(losses) / 2, rel=1e-6), (step, losses)
 
 
 def test_two_process_training_writes_one_set_of_reports(ddp_run):
