@@ -125,14 +125,19 @@ def test_nothing_cites_a_document_outside_the_repository():
 
 
 def test_mutation_testing_runs_the_tests_of_the_mutated_packages():
-    """docs/mutation-testing.md: every `tests/test_runs_*.py`, `tests/test_metrics_*.py` and
-    `tests/test_module*.py` is in mutmut's selection, so a new module's tests cannot be left out of
-    it unnoticed."""
+    """docs/mutation-testing.md: every `tests/test_runs_*.py`, `tests/test_metrics_*.py`,
+    `tests/test_module*.py` and `tests/test_inference_*.py` is in mutmut's selection, so a new
+    module's tests cannot be left out of it unnoticed."""
     pyproject = (REPO / "pyproject.toml").read_text()
     block = re.search(r"pytest_add_cli_args_test_selection = \[(.*?)\]", pyproject, re.S)
     assert block, "pyproject.toml has no [tool.mutmut] test selection"
     selected = re.findall(r'"([^"]+)"', block.group(1))
     assert [test for test in selected if not (REPO / test).is_file()] == []
-    for pattern in ("test_runs_*.py", "test_metrics_*.py", "test_module*.py"):
+    for pattern in (
+        "test_runs_*.py",
+        "test_metrics_*.py",
+        "test_module*.py",
+        "test_inference_*.py",
+    ):
         missing = {f"tests/{p.name}" for p in (REPO / "tests").glob(pattern)} - set(selected)
         assert not missing, f"add {sorted(missing)} to [tool.mutmut] in pyproject.toml"

@@ -16,6 +16,7 @@ import torch
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.export import export
+from fer_lightning.inference.export import export_checkpoint
 from fer_lightning.module import trained_net
 from fer_lightning.runs.checkpoints import load_checkpoint
 from tests.conftest import assert_refused_in_one_line, crafted_checkpoint, run_module
@@ -115,9 +116,25 @@ def test_torchscript_round_trips(compose_config, tmp_path, caplog):
 def test_an_unknown_format_is_a_one_line_error(compose_config, tmp_path):
     checkpoint = save_checkpoint(tmp_path / "tnet.ckpt")
     cfg = compose_config("export", [f"ckpt_path={checkpoint}", "format=tflite"])
-    with pytest.raises(ConfigError, match="unknown format 'tflite'") as caught:
+    with pytest.raises(ConfigError) as caught:
         export(cfg)
-    assert "\n" not in str(caught.value)
+    assert str(caught.value) == "unknown format 'tflite': choose onnx or torchscript"
+
+
+def test_a_library_export_allows_1e_4_into_a_new_folder_and_indents_its_card(tmp_path, monkeypatch):
+    """`export_checkpoint` called from Python: its default tolerance is the command's, a
+    difference of exactly the tolerance passes, and the output's folders are made."""
+    checkpoint = save_checkpoint(tmp_path / "tnet.ckpt")
+    output = tmp_path / "deployed" / "v1" / "model.torchscript"
+    at = "fer_lightning.inference.export.max_abs_diff"
+    monkeypatch.setattr(at, lambda *args: 1.5e-4)
+    with pytest.raises(ConfigError, match=r"by 0\.00015 \(> tolerance=0\.0001\)"):
+        export_checkpoint(checkpoint, "torchscript", output)
+    monkeypatch.setattr(at, lambda *args: 1e-4)
+    exported = export_checkpoint(checkpoint, "torchscript", output)
+    assert exported.max_abs_diff == 1e-4 and exported.model == output
+    card = documented_card("torchscript", "model.torchscript", "tnet", 48)
+    assert exported.card.read_text() == json.dumps(card, indent=2) + "\n"
 
 
 def test_an_onnx_export_that_cannot_be_made_is_one_line(compose_config, tmp_path, monkeypatch):
