@@ -62,10 +62,13 @@ def test_another_network_or_no_file_is_refused_in_one_line(tmp_path):
     del short["state_dict"][f"net.{dropped}"]
     torch.save(short, tmp_path / "d.ckpt")
     assert f"; 1 weight(s) differ, first {dropped}: " in refusal(net, tmp_path / "d.ckpt")
-    torch.save({"state_dict": {}, "fer_config": {}}, tmp_path / "e.ckpt")
-    assert refusal(net, tmp_path / "e.ckpt").startswith(
-        f"init_from={tmp_path / 'e.ckpt'} holds a None network that does not fit this run's tnet"
-    )
+    for model in ({}, {"model": "tnet"}, {"model": {"name": "nonet"}}):
+        torch.save({"state_dict": {}, "fer_config": model}, tmp_path / "e.ckpt")
+        said = refusal(net, tmp_path / "e.ckpt")
+        assert said.startswith(
+            f"init_from={tmp_path / 'e.ckpt'}: the checkpoint's fer_config.model"
+        )
+        assert ("unknown model 'nonet'" in said) == ("name" in str(model))
     assert refusal(net, tmp_path / "c.ckpt") == (
         f"init_from={tmp_path / 'c.ckpt'}: no such file; pass a checkpoint of this project"
     )

@@ -13,6 +13,7 @@ from torch import nn
 from fer_lightning.errors import ConfigError
 from fer_lightning.module import NET_PREFIX
 from fer_lightning.runs.checkpoints import load_checkpoint
+from fer_lightning.runs.stored_config import model_settings
 
 
 def load_initial_weights(net: nn.Module, name: str, path: str | Path) -> None:
@@ -24,7 +25,10 @@ def load_initial_weights(net: nn.Module, name: str, path: str | Path) -> None:
     if not Path(path).is_file():
         raise ConfigError(f"init_from={path}: no such file; pass a checkpoint of this project")
     checkpoint = load_checkpoint(path)
-    saved = checkpoint["fer_config"].get("model", {}).get("name")
+    try:
+        saved = model_settings(checkpoint["fer_config"])["name"]
+    except ConfigError as exc:
+        raise ConfigError(f"init_from={path}: {exc}") from exc
     weights = {
         key.removeprefix(NET_PREFIX): value
         for key, value in checkpoint["state_dict"].items()
