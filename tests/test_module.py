@@ -87,6 +87,23 @@ def test_monitoring_a_va_metric_without_va_labels_is_a_config_error(
         _run(compose_config, tiny_dataset, "callbacks.monitor.metric=val/valence_ccc")
 
 
+def test_the_sanity_check_does_not_judge_a_va_monitor_on_its_few_batches(
+    compose_config, tiny_dataset, unannotated
+):
+    """The sanity check's batch may lack valence/arousal labels that the whole split has."""
+    val_size = TINY["val_size"]
+    unannotated(lambda n: np.arange(n) < 16 if n == val_size else np.zeros(n, dtype=bool))
+    run = _run(
+        compose_config,
+        tiny_dataset,
+        "callbacks.monitor.metric=val/valence_ccc",
+        "++trainer.num_sanity_val_steps=1",
+        "++trainer.limit_val_batches=4",
+    )
+    validation = pd.read_csv(run / "csv" / "metrics.csv")["val/n_valence"].dropna()
+    assert validation.tolist() == [val_size - 16]
+
+
 def test_a_network_of_fewer_classes_than_the_data_is_refused(compose_config):
     module = MultiTaskModule.from_config(compose_config("train", ["model=tnet", "data.classes=7"]))
     module.score_shared_classes(7)
