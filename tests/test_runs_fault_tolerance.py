@@ -201,3 +201,101 @@ def test_a_signal_at_an_epochs_end_saves_it_and_exits_before_the_next_batch(tmp_
     else:
         callback.on_train_batch_start(trainer, None, None, 0)
     assert (tmp_path / "last.ckpt").read_bytes() == b"epoch 1"
+
+
+class EpochOfBatches:
+    """A stand-in Trainer that runs one epoch's batch hooks and records at which optimizer steps
+    the callback saved (each save a file naming its step)."""
+
+    def __init__(self, world_size: int = 1, accumulate: int = 1, batches: int = BATCHES) -> None:
+        self.world_size, self.accumulate_grad_batches = world_size, accumulate
+        self.num_training_batches, self.current_epoch, self.global_step = batches, 0, 0
+        self.is_global_zero, self.loggers = True, []
+        self.saved: list[int] = []
+
+    def save_checkpoint(self, path: Path, weights_only: bool) -> None:
+        assert not weights_only  # the whole state, optimizer included
+        self.saved.append(self.global_step)
+        Path(path).write_text(f"step {self.global_step}")
+
+    def run(self, callback: FaultTolerance, before_batch=lambda batch: None) -> list[int]:
+        for batch in range(self.num_training_batches):
+            before_batch(batch)
+            callback.on_train_batch_start(self, None, None, batch)
+            self.global_step = (batch + 1) // self.accumulate_grad_batches
+            callback.on_train_batch_end(self, None, None, None, batch)
+        return self.saved
+
+
+@pytest.fixture
+def clock(monkeypatch) -> SimpleNamespace:
+    """`time.monotonic` at `clock.now` seconds."""
+    clock = SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(time, "monotonic", lambda: clock.now)
+    return clock
+
+
+@pytest.mark.parametrize(
+    ("every", "accumulate", "saved"),
+    [(2, 1, [2, 4, 6, 8, 10]), (5, 1, [5, 10]), (1, 2, [1, 2, 3, 4, 5]), (2, 3, [2])],
+)
+def test_within_an_epoch_a_checkpoint_follows_every_nth_optimizer_step(
+    tmp_path, every, accumulate, saved
+):
+    """Never at the epoch's last batch (its end saves), never between accumulated batches."""
+    callback = FaultTolerance(str(tmp_path), every_n_steps=every, every_minutes=None)
+    assert EpochOfBatches(accumulate=accumulate).run(callback) == saved
+    assert not callback._exit_pending
+
+
+def test_a_checkpoint_is_due_when_every_minutes_have_passed_since_the_last_save(tmp_path, clock):
+    callback = FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=1)
+    since = {3: 60.0, 7: 59.9, 9: 120.0}  # seconds since the last save, before these batches
+
+    def set_clock(batch: int) -> None:
+        callback._last_save, clock.now = 1000.0, 1000.0 + since.get(batch, 0.0)
+
+    assert EpochOfBatches().run(callback, set_clock) == [4, 10]
+
+
+def test_a_signal_saves_at_the_next_step_and_exits_before_the_next_batch(tmp_path, caplog):
+    callback = FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=None)
+
+    def signal_at(batch: int) -> None:
+        if batch == 5:
+            callback._signal = signal.SIGTERM
+
+    trainer = EpochOfBatches()
+    with pytest.raises(SystemExit) as exited, caplog.at_level(logging.INFO):
+        trainer.run(callback, signal_at)
+    assert exited.value.code == exit_status(signal.SIGTERM)
+    assert trainer.saved == [6]
+    assert (tmp_path / "last.ckpt").read_text() == "step 6"
+    assert f"saved {tmp_path / 'last.ckpt'} (epoch 0, step 6)" in caplog.text
+
+
+def test_ddp_ranks_vote_on_a_signal_and_the_clock_every_ten_batches(tmp_path, monkeypatch, clock):
+    votes: list[tuple[bool, ...]] = []
+
+    def on_any_rank(trainer, *flags: bool) -> tuple[bool, ...]:
+        votes.append(flags)
+        return (False, True)  # no rank was signalled; one is overdue
+
+    monkeypatch.setattr("fer_lightning.runs.fault_tolerance.on_any_rank", on_any_rank)
+    callback = FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=10)
+    callback._signal = signal.SIGUSR1
+    clock.now += 700  # this rank is overdue too, at every batch
+    # 24 batches: votes after the 10th and 20th, and nothing staged between them.
+    assert EpochOfBatches(world_size=2, batches=24).run(callback) == [10, 20]
+    assert votes == [(True, True), (True, True)]
+    assert not callback._exit_pending  # the vote said no rank was signalled
+
+
+def test_only_rank_zero_commits_the_checkpoint_it_wrote(tmp_path):
+    """On the other ranks Lightning's save writes no file: there is nothing of theirs to commit."""
+    trainer = EpochOfBatches(world_size=1)
+    trainer.is_global_zero = False
+    trainer.save_checkpoint = lambda path, weights_only: trainer.saved.append(trainer.global_step)
+    callback = FaultTolerance(str(tmp_path), every_n_steps=5, every_minutes=None)
+    assert trainer.run(callback) == [5, 10]
+    assert list(tmp_path.iterdir()) == []
