@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from fer_lightning.data.dataset import AffectNetDataset
 from fer_lightning.errors import ConfigError
+from fer_lightning.losses import MultiTaskLoss
+from fer_lightning.models import create_model
 from fer_lightning.module import MultiTaskModule
+from fer_lightning.schedulers import WarmupCosine
 from fer_lightning.train import train
 from tests.conftest import TINY, tiny_overrides
 
@@ -142,3 +148,20 @@ def test_each_epoch_logs_the_mean_and_count_of_its_own_batches(compose_config, t
         assert len(own) == steps_per_epoch
         assert row["train/loss_epoch"] == pytest.approx(own.mean(), rel=1e-6)
         assert row["train/n_expression"] == steps_per_epoch * cfg.data.batch_size
+
+
+@pytest.mark.parametrize("as_partial", [False, True], ids=["the-class", "a-partial"])
+def test_a_step_schedule_is_given_the_runs_steps_however_it_is_passed(as_partial):
+    """Hydra passes a partial (`_partial_: true`); Python callers may pass the class itself."""
+    net = create_model("tnet", image_size=16, head_hidden=0, dropout=0.0)
+    loss = MultiTaskLoss({"expression": 1.0, "valence": 1.0, "arousal": 1.0}, num_classes=8)
+    schedule = partial(WarmupCosine, warmup_epochs=1.0) if as_partial else WarmupCosine
+    module = MultiTaskModule(net, loss, partial(torch.optim.SGD, lr=1.0), scheduler=schedule)
+    for max_epochs, warmup in ((2, 5), (-1, 10)):  # -1: no epoch limit, one epoch's warmup
+        module._trainer = SimpleNamespace(estimated_stepping_batches=10, max_epochs=max_epochs)
+        configured = module.configure_optimizers()["lr_scheduler"]
+        assert configured["interval"] == "step"
+        assert configured["scheduler"].total_steps == 10
+        assert configured["scheduler"].warmup_steps == warmup
+    module.scheduler_factory = partial(torch.optim.lr_scheduler.StepLR, step_size=1)
+    assert module.configure_optimizers()["lr_scheduler"]["interval"] == "epoch"
