@@ -157,7 +157,8 @@ def test_a_step_schedule_is_given_the_runs_steps_however_it_is_passed(as_partial
     loss = MultiTaskLoss({"expression": 1.0, "valence": 1.0, "arousal": 1.0}, num_classes=8)
     schedule = partial(WarmupCosine, warmup_epochs=1.0) if as_partial else WarmupCosine
     module = MultiTaskModule(net, loss, partial(torch.optim.SGD, lr=1.0), scheduler=schedule)
-    for max_epochs, warmup in ((2, 5), (-1, 10)):  # -1: no epoch limit, one epoch's warmup
+    # -1 or None (no epoch limit, max_steps ends the run) count as one epoch of all the steps.
+    for max_epochs, warmup in ((2, 5), (-1, 10), (None, 10)):
         module._trainer = SimpleNamespace(estimated_stepping_batches=10, max_epochs=max_epochs)
         configured = module.configure_optimizers()["lr_scheduler"]
         assert configured["interval"] == "step"
