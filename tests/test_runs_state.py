@@ -8,10 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from pytorch_lightning.loggers import CSVLogger
 
 from fer_lightning.runs import fault_tolerance
 from fer_lightning.runs.fault_tolerance import STATE_KEY, FaultTolerance
-from fer_lightning.runs.state import set_rng_states
+from fer_lightning.runs.state import LOG_ASIDE, csv_log, restore_logged_rows, set_rng_states
 
 
 class FakeGpus:
@@ -149,3 +150,33 @@ def test_a_saved_gpu_stream_is_not_restored_on_the_cpu(monkeypatch):
     assert gpus.restored == {}
     set_rng_states(entry, torch.device("cuda"))
     assert gpus.restored == {0: 1}
+
+
+def test_the_rows_up_to_the_checkpoints_step_are_put_back_and_later_ones_logged_again(tmp_path):
+    logger = CSVLogger(tmp_path, name="csv", version="")
+    target = csv_log(logger)
+    target.parent.mkdir(parents=True)
+    aside = target.with_name(target.name + LOG_ASIDE)
+    aside.write_text("epoch,step,train/loss\n0,0,2.5\n0,1,2.25\n0,2,2.0\n1,3,1.75\n")
+    restore_logged_rows(logger, 2)
+    assert not aside.exists()
+    assert target.read_text().splitlines() == [
+        "epoch,step,train/loss",
+        "0,0,2.5",
+        "0,1,2.25",
+        "0,2,2.0",
+    ]
+    # The resumed run's rows go on under the same header, widened by a new column.
+    logger.log_metrics({"val/acc": 0.5, "epoch": 1}, step=3)
+    logger.save()
+    assert target.read_text().splitlines() == [
+        "epoch,step,train/loss,val/acc",
+        "0,0,2.5,",
+        "0,1,2.25,",
+        "0,2,2.0,",
+        "1,3,,0.5",
+    ]
+
+    target.write_text("kept\n")  # nothing set aside: a run from the beginning
+    restore_logged_rows(logger, 2)
+    assert target.read_text() == "kept\n"
