@@ -4,6 +4,7 @@ every N steps."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
 from types import SimpleNamespace
@@ -143,3 +144,45 @@ def test_weights_no_longer_finite_are_not_saved_in_one_line():
         "last checkpoint is intact; lower optimizer.lr"
     )
     NonFiniteLoss("stop").on_save_checkpoint(trainer, nn.Linear(2, 1), {})
+
+
+def test_skip_drops_a_step_whose_loss_or_gradients_are_not_finite_and_counts_it(caplog):
+    """In process, on a stand-in Trainer: under DDP only the (all-reduced) gradients decide."""
+    callback = NonFiniteLoss("skip")
+    layer = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+
+    def step(losses: list[float], gradient: float, world_size: int = 1, batch: int = 2) -> bool:
+        """Runs the hooks of one optimizer step over `losses`' batches (accumulated from
+        `batch` on); whether its gradients survived to the optimizer."""
+        trainer = SimpleNamespace(world_size=world_size, current_epoch=1, global_step=4)
+        for offset, loss in enumerate(losses):
+            callback.on_train_batch_start(trainer, layer, None, batch + offset)
+            callback.on_before_backward(trainer, layer, torch.tensor(loss))
+        for parameter in layer.parameters():
+            parameter.grad = torch.full_like(parameter, gradient)
+        callback.on_before_optimizer_step(trainer, layer, optimizer)
+        return all(p.grad is not None for p in layer.parameters())
+
+    nan, inf = float("nan"), float("inf")
+    with caplog.at_level(logging.WARNING, logger="fer_lightning.runs.guards"):
+        assert step([1.0], 0.5)
+        assert not step([1.0], inf)
+        assert not step([1.0, nan], 0.5, batch=3)  # the accumulated step's second batch
+        assert step([1.0], 0.5)  # the skipped step's losses are not judged again
+        assert step([nan], 0.5, world_size=2)
+        assert not step([], inf)  # no loss reached the callback (a closure that skipped it)
+    assert callback.skipped == 3
+    said = "or its gradients are not finite: skipping this optimizer step"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the training loss is {loss} at epoch {epoch}, batch {batch} (optimizer step {at}) "
+        f"{said} ({count} skipped so far)"
+        for loss, epoch, batch, at, count in [
+            ("1.0", 1, 2, 5, 1),
+            ("nan", 1, 4, 5, 2),
+            ("unknown", 0, 0, 0, 3),
+        ]
+    ]
+    resumed = NonFiniteLoss("skip")
+    resumed.load_state_dict(callback.state_dict())
+    assert resumed.skipped == 3
