@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from fer_lightning.data.multi import MultiDataModule, SourceWeightedSampler
 from fer_lightning.errors import ConfigError
+from fer_lightning.metrics.sources import SourceMetrics
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.stored_config import stored_datamodule, stored_input
 from fer_lightning.train import train
@@ -120,3 +123,50 @@ def test_impossible_joint_configs_are_config_errors(sources, weights, message):
     node = {"_target_": "fer_lightning.data.datamodule.AffectNetDataModule"}
     with pytest.raises(ConfigError, match=message):
         MultiDataModule(dict.fromkeys(sources, node), weights)
+
+
+def test_each_sources_scores_are_its_own_samples_of_the_part_scored():
+    """In process, on stand-ins: samples 0-3 right and 4-7 wrong; the validation part's first
+    source holds samples 0-3, the test part's 0-1 (eval's `split=val` scores the validation part
+    under its own name)."""
+    offsets = {"val": [0, 4, 8], "test": [0, 2, 8]}
+    logged: dict[str, float] = {}
+    module = SimpleNamespace(
+        log_dict=lambda values: logged.update({k: float(v) for k, v in values.items()}),
+        test_results={"metrics": {}},
+    )
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.zeros(8, 8)
+    logits[:4, 0] = logits[4:, 1] = 5.0
+    batch = {
+        "index": torch.arange(8),
+        "expression": torch.zeros(8, dtype=torch.long),
+        "va": torch.rand(8, 2, generator=generator) * 2 - 1,
+    }
+    outputs = {"logits": logits, "va": torch.rand(8, 2, generator=generator) * 2 - 1}
+    for stage, split, second in (
+        ("val", "test", 0.0),
+        ("test", "test", 2 / 6),
+        ("test", "val", 0.0),
+    ):
+        module.test_split = split
+        datamodule = SimpleNamespace(
+            test_split=split,
+            source_of=lambda part, index: MultiDataModule.source_of(
+                SimpleNamespace(offsets=offsets), part, index
+            ),
+        )
+        trainer = SimpleNamespace(datamodule=datamodule)
+        callback = SourceMetrics(["first", "second"])
+        logged.clear()
+        if stage == "val":
+            callback.on_validation_batch_end(trainer, module, outputs, batch, 0)
+            callback.on_validation_epoch_end(trainer, module)
+        else:
+            callback.on_test_batch_end(trainer, module, outputs, batch, 0)
+            callback.on_test_epoch_end(trainer, module)
+            callback.on_test_end(trainer, module)
+            assert module.test_results["metrics"]["second/acc"] == pytest.approx(second)
+        prefix = "val" if stage == "val" else split
+        assert logged[f"{prefix}/first/acc"] == 1.0, (stage, split)
+        assert logged[f"{prefix}/second/acc"] == pytest.approx(second), (stage, split)
