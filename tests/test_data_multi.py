@@ -170,3 +170,7 @@ def test_each_sources_scores_are_its_own_samples_of_the_part_scored():
         prefix = "val" if stage == "val" else split
         assert logged[f"{prefix}/first/acc"] == 1.0, (stage, split)
         assert logged[f"{prefix}/second/acc"] == pytest.approx(second), (stage, split)
+    # A stage without batches here (a DDP rank whose test shard is empty) scores nothing.
+    logged.clear()
+    SourceMetrics(["first", "second"]).on_test_epoch_end(trainer, module)
+    assert logged == {}
