@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import open_dict
 
 from fer_lightning.data.dataset import AffectNetDataset
 from fer_lightning.errors import ConfigError
@@ -166,3 +167,11 @@ def test_a_step_schedule_is_given_the_runs_steps_however_it_is_passed(as_partial
         assert configured["scheduler"].warmup_steps == warmup
     module.scheduler_factory = partial(torch.optim.lr_scheduler.StepLR, step_size=1)
     assert module.configure_optimizers()["lr_scheduler"]["interval"] == "epoch"
+
+
+def test_a_config_without_a_module_node_takes_the_modules_defaults(compose_config):
+    cfg = compose_config("train", ["model=tnet"])
+    with open_dict(cfg):
+        del cfg.module
+    module = MultiTaskModule.from_config(cfg)
+    assert (module.tta, module.ema, module.freeze_backbone_epochs) == (None, None, 0)
