@@ -175,3 +175,12 @@ def test_a_config_without_a_module_node_takes_the_modules_defaults(compose_confi
         del cfg.module
     module = MultiTaskModule.from_config(cfg)
     assert (module.tta, module.ema, module.freeze_backbone_epochs) == (None, None, 0)
+
+
+def test_a_test_epoch_without_samples_gives_no_outputs(compose_config):
+    """A DDP rank whose shard of a small test split is empty gathers nothing of its own."""
+    module = MultiTaskModule.from_config(compose_config("train", ["model=tnet"]))
+    module.on_test_epoch_start()
+    with pytest.warns(UserWarning, match="self.trainer"):  # no Trainer: nothing is logged
+        module.on_test_epoch_end()
+    assert module.test_results["outputs"] == {}
