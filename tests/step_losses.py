@@ -1,6 +1,7 @@
 """A callback that writes each rank's training loss of every step to `<dirpath>/rank<r>.json`,
 for the DDP test of the loss the loggers show (the mean over the ranks): added to the real
-training command as an extra callback, keyed by the logger's step number."""
+training command as an extra callback, keyed by the optimizer steps done once the batch has
+stepped (the logger records that batch's rows under one fewer)."""
 
 from __future__ import annotations
 
