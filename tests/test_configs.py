@@ -1,19 +1,27 @@
 """Every config group README.md documents holds the values README says it does.
 
 The expected values are typed in from README.md (and, for the paper experiments, from the header
-of each experiment's file, which states the original project's settings); a config that drifts from
-its documentation fails here.
+of each experiment's file, which states the original project's settings), or read from the
+`| key | default |` tables of docs/configuration.md and docs/commands.md; a config that drifts
+from its documentation fails here.
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from fer_lightning.data.datamodule import AffectNetDataModule
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _batch():
@@ -239,3 +247,75 @@ def test_each_debug_preset_sets_what_the_docs_say_over_an_experiment(compose_con
     assert cfg.resume is False  # a debugging run starts over, never continues an earlier one
     assert cfg.model.name == "tnet"  # the experiment's choices stay
     assert (cfg.callbacks.early_stopping is None) == (preset == "overfit")
+
+
+DEFAULT_ROW = re.compile(
+    r"\| (`[\w.]+`(?:, `[\w.]+`)*) \| (`[^`|]*`(?:, `[^`|]*`)*)(?: \(.*\)|: .*)? \|"
+)
+
+
+def documented_defaults(page: str) -> dict[str, str]:
+    """`key: default` of every row of `page`'s `| key | default |` tables whose default cell is
+    literal values: `a`, `b` | `1`, `2`, or one value for all the keys (a key without a dot, or
+    starting with one, is under the first key's parent), optionally with a remark in parentheses
+    or after a colon."""
+    documented = {}
+    in_table = False
+    for line in page.splitlines():
+        in_table = line.startswith("| key | default |") or (in_table and line.startswith("|"))
+        row = DEFAULT_ROW.match(line) if in_table else None
+        if row is None:
+            continue
+        keys, values = (re.findall(r"`([^`]*)`", cell) for cell in row.groups())
+        parent = keys[0].rpartition(".")[0]
+        for key, value in zip(
+            keys, values * len(keys) if len(values) == 1 else values, strict=True
+        ):
+            under = parent and (key.startswith(".") or "." not in key)
+            documented[f"{parent}.{key.lstrip('.')}" if under else key] = value
+    return documented
+
+
+def section(page: str, title: str) -> str:
+    """The text of `page` under `## title`, up to the next such heading."""
+    return page.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def composed_defaults(cfg, documented: dict[str, str]) -> dict:
+    """The composed value of each documented key the config has; an interpolation such as
+    `${seed}` as written; a config group (documented by its option's name) left out."""
+    written = OmegaConf.to_container(cfg, resolve=False)
+    found = {}
+    for key in documented:
+        node = written
+        for part in key.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is KeyError or (isinstance(node, dict) and documented[key] != "{}"):
+            continue  # a key of another option than the default one (a logger's, a model's)
+        found[key] = node if isinstance(node, str) and "${" in node else OmegaConf.select(cfg, key)
+    return found
+
+
+def as_written(documented: str):
+    """A documented default as the config writes it: `<run dir>/x.<format>` is
+    `${paths.output_dir}/x.${format}`."""
+    names = {"run dir": "paths.output_dir"}
+    interpolated = re.sub(r"<([\w ]+)>", lambda m: f"${{{names.get(m[1], m[1])}}}", documented)
+    return yaml.safe_load(interpolated)
+
+
+def test_every_default_docs_configuration_md_states_is_the_composed_configs(compose_config):
+    """The composed defaults: `data=affectnet`, `model=squeezenet`, `trainer=default`, ..."""
+    documented = documented_defaults((ROOT / "docs" / "configuration.md").read_text())
+    found = composed_defaults(compose_config("train"), documented)
+    assert len(found) > 40  # the tables were read
+    assert found == {key: as_written(documented[key]) for key in found}
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "export"])
+def test_every_default_docs_commands_md_states_is_the_commands_config(compose_config, command):
+    page = (ROOT / "docs" / "commands.md").read_text()
+    documented = documented_defaults(section(page, command))
+    found = composed_defaults(compose_config(command), documented)
+    assert len(found) >= 3
+    assert found == {key: as_written(documented[key]) for key in found}

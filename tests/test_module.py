@@ -151,6 +151,39 @@ def test_each_epoch_logs_the_mean_and_count_of_its_own_batches(compose_config, t
         assert row["train/n_expression"] == steps_per_epoch * cfg.data.batch_size
 
 
+def test_a_stages_epoch_values_are_logged_at_its_first_batch_only():
+    """Lightning computes a logged metric object at the epoch's end: logging it again at every
+    batch would only cost time. The progress bar shows the loss and the training accuracy."""
+    net = create_model("tnet", image_size=16, head_hidden=0, dropout=0.0)
+    loss = MultiTaskLoss({"expression": 1.0, "valence": 1.0, "arousal": 1.0}, num_classes=8)
+    module = MultiTaskModule(net, loss, None)
+    logged = []
+    module.log = lambda key, value, **options: logged.append((key, value, options))
+    generator = torch.Generator().manual_seed(0)
+    logits, va = torch.randn(4, 8, generator=generator), torch.rand(4, 2, generator=generator)
+    losses = loss(logits, va, torch.tensor([0, 1, 2, 3]), va.flip(0))
+    for stage in ("train", "val", "train", "val"):
+        module._log_losses(stage, losses, 4)
+
+    def epoch_values(stage: str, shown: str) -> list:
+        return [
+            (key, metric, {"on_step": False, "on_epoch": True, "prog_bar": key == shown})
+            for key, metric in module.epoch_losses.logged(stage).items()
+        ]
+
+    accuracy = (
+        "train/acc",
+        module.train_acc,
+        {"on_step": False, "on_epoch": True, "prog_bar": True},
+    )
+    assert logged == [
+        *epoch_values("train", "train/loss_epoch"),
+        accuracy,
+        *epoch_values("val", "val/loss"),
+    ]
+    assert float(module.epoch_losses.logged("val")["val/loss"].count) == 8  # both batches counted
+
+
 @pytest.mark.parametrize("as_partial", [False, True], ids=["the-class", "a-partial"])
 def test_a_step_schedule_is_given_the_runs_steps_however_it_is_passed(as_partial):
     """Hydra passes a partial (`_partial_: true`); Python callers may pass the class itself."""
@@ -170,10 +203,25 @@ def test_a_step_schedule_is_given_the_runs_steps_however_it_is_passed(as_partial
 
 
 def test_a_config_without_a_module_node_takes_the_modules_defaults(compose_config):
+    """Which are those conf/train.yaml writes out (docs/configuration.md's table)."""
     cfg = compose_config("train", ["model=tnet"])
+    written = MultiTaskModule.from_config(cfg)
     with open_dict(cfg):
         del cfg.module
     module = MultiTaskModule.from_config(cfg)
+    options = (
+        "channels_last",
+        "cpu_channels_last",
+        "compile_net",
+        "freeze_backbone_epochs",
+        "backbone_lr_scale",
+        "layer_decay",
+        "ema",
+        "tta",
+    )
+    assert [getattr(module, name) for name in options] == [
+        getattr(written, name) for name in options
+    ]
     assert (module.tta, module.ema, module.freeze_backbone_epochs) == (None, None, 0)
 
 
