@@ -1,6 +1,7 @@
 """The fine-tuning controls do what they say: a frozen backbone stays put while the heads train,
 the backbone's learning rate is scaled (layer by layer for timm), the weight average is the
-running average, warmup+cosine steps per batch, and gradient clipping bounds the step."""
+running average, warmup+cosine steps per batch, gradient clipping bounds the step, and an
+impossible option is refused when the module is built."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.losses import MultiTaskLoss
 from fer_lightning.models import create_model
 from fer_lightning.models.finetune import parameter_summary, set_backbone_trainable
 from fer_lightning.module import MultiTaskModule
@@ -181,3 +183,39 @@ def test_gradient_clipping_bounds_the_update(compose_config, tiny_dataset):
     clipped = step_norm(compose_config, tiny_dataset, ("gradient_clip_val", 1e-3))
     assert clipped == pytest.approx(1e-3, rel=1e-3)
     assert step_norm(compose_config, tiny_dataset) > 1e-2
+
+
+FINETUNE_REFUSALS = [
+    (
+        {"freeze_backbone_epochs": -1},
+        "module.freeze_backbone_epochs must be an integer >= 0, got -1",
+    ),
+    (
+        {"freeze_backbone_epochs": 1.5},
+        "module.freeze_backbone_epochs must be an integer >= 0, got 1.5",
+    ),
+    ({"backbone_lr_scale": -0.1}, "module.backbone_lr_scale must be >= 0, got -0.1"),
+    ({"backbone_lr_scale": math.nan}, "module.backbone_lr_scale must be >= 0, got nan"),
+    ({"layer_decay": 0.0}, "module.layer_decay must be in (0, 1] or null, got 0.0"),
+    ({"layer_decay": 1.5}, "module.layer_decay must be in (0, 1] or null, got 1.5"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), FINETUNE_REFUSALS)
+def test_an_impossible_finetuning_option_is_refused_when_the_module_is_built(options, message):
+    net = create_model("tnet", image_size=16, head_hidden=0, dropout=0.0)
+    loss = MultiTaskLoss({"expression": 1.0}, num_classes=8)
+    with pytest.raises(ConfigError) as refused:
+        MultiTaskModule(net, loss, None, **options)
+    assert str(refused.value) == message
+
+
+def test_the_finetuning_options_bounds_are_allowed():
+    net = create_model("tnet", image_size=16, head_hidden=0, dropout=0.0)
+    loss = MultiTaskLoss({"expression": 1.0}, num_classes=8)
+    module = MultiTaskModule(net, loss, None, backbone_lr_scale=0.0, layer_decay=1.0)
+    assert (module.freeze_backbone_epochs, module.backbone_lr_scale, module.layer_decay) == (
+        0,
+        0,
+        1,
+    )
