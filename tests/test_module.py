@@ -151,6 +151,29 @@ def test_each_epoch_logs_the_mean_and_count_of_its_own_batches(compose_config, t
         assert row["train/n_expression"] == steps_per_epoch * cfg.data.batch_size
 
 
+def test_train_acc_is_the_share_of_the_epochs_training_samples_classified_right():
+    """Micro accuracy (docs/run-directory.md), not the mean of the classes' accuracies."""
+    net = create_model("tnet", image_size=16, head_hidden=0, dropout=0.0)
+    module = MultiTaskModule(net, MultiTaskLoss({"expression": 1.0}, num_classes=8), None)
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 0, 7]), 8).float()
+    module.train_acc.update(logits, torch.tensor([0, 0, 0, 0]))
+    module.train_acc.update(logits[:1], torch.tensor([1]))
+    assert float(module.train_acc.compute()) == pytest.approx(3 / 5)
+
+
+def test_a_checkpoint_saved_before_any_validation_has_no_validation_scores():
+    """A checkpoint within the first epoch: its `fer_val_results` (what a search optimises) is
+    empty, and loading it gives a module without scores, as a checkpoint of an older release."""
+    net = create_model("tnet", image_size=16, head_hidden=0, dropout=0.0)
+    module = MultiTaskModule(net, MultiTaskLoss({"expression": 1.0}, num_classes=8), None)
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["fer_val_results"] == {}
+    module.val_results = {"val/acc": 0.5}
+    module.on_load_checkpoint({})
+    assert module.val_results == {}
+
+
 def test_a_stages_epoch_values_are_logged_at_its_first_batch_only():
     """Lightning computes a logged metric object at the epoch's end: logging it again at every
     batch would only cost time. The progress bar shows the loss and the training accuracy."""
