@@ -237,7 +237,13 @@ def clock(monkeypatch) -> SimpleNamespace:
 
 @pytest.mark.parametrize(
     ("every", "accumulate", "saved"),
-    [(2, 1, [2, 4, 6, 8, 10]), (5, 1, [5, 10]), (1, 2, [1, 2, 3, 4, 5]), (2, 3, [2])],
+    [
+        (1, 1, list(range(1, BATCHES))),
+        (2, 1, [2, 4, 6, 8, 10]),
+        (5, 1, [5, 10]),
+        (1, 2, [1, 2, 3, 4, 5]),
+        (2, 3, [2]),
+    ],
 )
 def test_within_an_epoch_a_checkpoint_follows_every_nth_optimizer_step(
     tmp_path, every, accumulate, saved
@@ -271,13 +277,15 @@ def test_a_signal_saves_at_the_next_step_and_exits_before_the_next_batch(tmp_pat
     assert exited.value.code == exit_status(signal.SIGTERM)
     assert trainer.saved == [6]
     assert (tmp_path / "last.ckpt").read_text() == "step 6"
-    assert f"saved {tmp_path / 'last.ckpt'} (epoch 0, step 6)" in caplog.text
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == [f"saved {tmp_path / 'last.ckpt'} (epoch 0, step 6)"]
 
 
 def test_ddp_ranks_vote_on_a_signal_and_the_clock_every_ten_batches(tmp_path, monkeypatch, clock):
     votes: list[tuple[bool, ...]] = []
 
-    def on_any_rank(trainer, *flags: bool) -> tuple[bool, ...]:
+    def on_any_rank(voting, *flags: bool) -> tuple[bool, ...]:
+        assert voting is trainer
         votes.append(flags)
         return (False, True)  # no rank was signalled; one is overdue
 
@@ -286,7 +294,8 @@ def test_ddp_ranks_vote_on_a_signal_and_the_clock_every_ten_batches(tmp_path, mo
     callback._signal = signal.SIGUSR1
     clock.now += 700  # this rank is overdue too, at every batch
     # 24 batches: votes after the 10th and 20th, and nothing staged between them.
-    assert EpochOfBatches(world_size=2, batches=24).run(callback) == [10, 20]
+    trainer = EpochOfBatches(world_size=2, batches=24)
+    assert trainer.run(callback) == [10, 20]
     assert votes == [(True, True), (True, True)]
     assert not callback._exit_pending  # the vote said no rank was signalled
 
@@ -299,3 +308,60 @@ def test_only_rank_zero_commits_the_checkpoint_it_wrote(tmp_path):
     callback = FaultTolerance(str(tmp_path), every_n_steps=5, every_minutes=None)
     assert trainer.run(callback) == [5, 10]
     assert list(tmp_path.iterdir()) == []
+
+
+class CountingLogger:
+    """A logger stand-in that records, at each flush, what `last.ckpt` held then."""
+
+    def __init__(self, last: Path) -> None:
+        self.last, self.flushes = last, []
+
+    def save(self) -> None:
+        self.flushes.append(self.last.read_text() if self.last.exists() else None)
+
+
+def test_the_rows_of_a_checkpoints_step_are_flushed_once_before_it_becomes_last_ckpt(tmp_path):
+    """The CSV log then has every row up to the step of the `last.ckpt` a rerun resumes from."""
+    logger = CountingLogger(tmp_path / "last.ckpt")
+    trainer = EpochOfBatches()
+    trainer.loggers = [logger]
+    callback = FaultTolerance(str(tmp_path), every_n_steps=5, every_minutes=None)
+
+    def save_checkpoint(path: Path, weights_only: bool) -> None:
+        EpochOfBatches.save_checkpoint(trainer, path, weights_only)
+        callback._flush_pending = True  # as Lightning's save calls on_save_checkpoint
+
+    trainer.save_checkpoint = save_checkpoint
+    assert trainer.run(callback) == [5, 10]
+    assert logger.flushes == [None, "step 5"]  # each before its checkpoint's commit, once
+
+
+def test_a_sigterm_lightning_received_before_training_stops_the_run_at_its_first_step(tmp_path):
+    """Lightning's own flag, which it broadcasts at every step; while ours handles SIGTERM that
+    broadcast (a collective per step under DDP) is dropped."""
+    loop = SimpleNamespace(_broadcast_sigterm_tensor=object())
+    broadcast = loop._broadcast_sigterm_tensor
+    trainer = EpochOfBatches()
+    trainer.received_sigterm, trainer.fit_loop = True, SimpleNamespace(epoch_loop=loop)
+    callback = FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=None)
+    try:
+        callback.on_train_start(trainer, None)
+    finally:
+        callback._restore_handlers()
+    assert loop._broadcast_sigterm_tensor is not broadcast
+    with pytest.raises(SystemExit) as exited:
+        trainer.run(callback)
+    assert exited.value.code == exit_status(signal.SIGTERM)
+    assert trainer.saved == [1]
+
+
+@pytest.mark.parametrize("batches", [0, 3])
+def test_a_resumed_run_with_nothing_left_to_train_says_so(tmp_path, caplog, batches):
+    callback = FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=None)
+    callback._restored = {"should_stop": False}  # as on_load_checkpoint leaves it
+    EpochOfBatches(batches=batches).run(callback)
+    with caplog.at_level(logging.INFO):
+        callback.on_fit_end(None, None)
+    said = "resumed a run that had finished training: nothing left to train"
+    assert caplog.messages == ([said] if batches == 0 else [])
+    assert callback._restored is None
