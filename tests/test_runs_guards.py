@@ -5,6 +5,7 @@ every N steps."""
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections import Counter
 from types import SimpleNamespace
@@ -186,3 +187,22 @@ def test_skip_drops_a_step_whose_loss_or_gradients_are_not_finite_and_counts_it(
     resumed = NonFiniteLoss("skip")
     resumed.load_state_dict(callback.state_dict())
     assert resumed.skipped == 3
+
+
+def test_stop_reads_the_verdicts_every_n_batches_naming_the_first_bad_one():
+    """On a stand-in Trainer: a nan at batch 4 is read, and the run stopped, at batch 5's end
+    (every 3 batches), not before."""
+    guard = NonFiniteLoss("stop", check_every_n_steps=3)
+    trainer = SimpleNamespace(current_epoch=2, global_step=10, world_size=1)
+    ended = []
+    with pytest.raises(ConfigError) as stopped:
+        for batch_idx, loss in enumerate([1.0, 1.0, 1.0, 1.0, math.nan, 1.0, 1.0]):
+            guard.on_train_batch_start(trainer, None, None, batch_idx)
+            guard.on_before_backward(trainer, None, torch.tensor(loss))
+            trainer.global_step += 1
+            guard.on_train_batch_end(trainer, None, None, None, batch_idx)
+            ended.append(batch_idx)
+    assert ended == [0, 1, 2, 3, 4]
+    assert str(stopped.value).startswith(
+        "the training loss is nan at epoch 2, batch 4 (optimizer step 15): stopped"
+    )
