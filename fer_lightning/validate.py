@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.errors import ConfigError
 from fer_lightning.losses import TASKS
+from fer_lightning.values import is_int, is_number
 
 # Lightning's `max_epochs=-1`: train until stopped (early stopping, max_steps or a signal).
 UNLIMITED_EPOCHS = -1
@@ -49,13 +50,9 @@ def _check_required(*keys: str) -> Callable[[DictConfig], None]:
     return check
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _positive_int(cfg: DictConfig, key: str, example: str) -> None:
     value = _get(cfg, key)
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise ConfigError(f"{key} must be a whole number >= 1, got {value!r}: e.g. {key}={example}")
 
 
@@ -68,13 +65,13 @@ def _get(cfg: DictConfig, key: str) -> Any:
 
 def check_seed(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
-    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+    if not is_int(seed) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
 
 
 def check_optimizer(cfg: DictConfig) -> None:
     lr = _get(cfg, "optimizer.lr")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+    if not is_number(lr) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"optimizer.lr must be a number > 0, got {lr!r}: e.g. optimizer.lr=1e-4")
 
 
@@ -112,7 +109,7 @@ def _gb(size: float) -> str:
 def check_trainer(cfg: DictConfig) -> None:
     _positive_int(cfg, "trainer.accumulate_grad_batches", "1")
     epochs = _get(cfg, "trainer.max_epochs")
-    if epochs is not None and (not _is_int(epochs) or (epochs < 1 and epochs != UNLIMITED_EPOCHS)):
+    if epochs is not None and (not is_int(epochs) or (epochs < 1 and epochs != UNLIMITED_EPOCHS)):
         raise ConfigError(
             f"trainer.max_epochs must be a whole number >= 1 (or -1: until stopped), got {epochs!r}"
         )

@@ -142,6 +142,14 @@ def test_bad_settings_are_one_line_config_errors(dataset):
         {"sampler": "weighted"},
         {"test_fraction": 1.5},
         {"pinned_memory_mb": 0},
+        # From the command line, a word where a number goes; and a bool is not a number.
+        {"test_fraction": "a fifth"},
+        {"val_fraction": True},
+        {"batch_size": True},
+        {"prefetch_factor": 2.5},
+        {"num_workers": True},
+        {"pinned_memory_mb": "lots"},
+        {"seed": True},
     ):
         with pytest.raises(ConfigError, match="data\\.") as error:
             AffectNetDataModule(root=str(dataset), **bad)

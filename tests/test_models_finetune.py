@@ -194,10 +194,29 @@ FINETUNE_REFUSALS = [
         {"freeze_backbone_epochs": 1.5},
         "module.freeze_backbone_epochs must be an integer >= 0, got 1.5",
     ),
-    ({"backbone_lr_scale": -0.1}, "module.backbone_lr_scale must be >= 0, got -0.1"),
-    ({"backbone_lr_scale": math.nan}, "module.backbone_lr_scale must be >= 0, got nan"),
+    (
+        {"freeze_backbone_epochs": True},
+        "module.freeze_backbone_epochs must be an integer >= 0, got True",
+    ),
+    (
+        {"backbone_lr_scale": -0.1},
+        "module.backbone_lr_scale must be a finite number >= 0, got -0.1",
+    ),
+    (
+        {"backbone_lr_scale": math.nan},
+        "module.backbone_lr_scale must be a finite number >= 0, got nan",
+    ),
+    (
+        {"backbone_lr_scale": math.inf},
+        "module.backbone_lr_scale must be a finite number >= 0, got inf",
+    ),
+    (
+        {"backbone_lr_scale": "a tenth"},
+        "module.backbone_lr_scale must be a finite number >= 0, got 'a tenth'",
+    ),
     ({"layer_decay": 0.0}, "module.layer_decay must be in (0, 1] or null, got 0.0"),
     ({"layer_decay": 1.5}, "module.layer_decay must be in (0, 1] or null, got 1.5"),
+    ({"layer_decay": "0.75x"}, "module.layer_decay must be in (0, 1] or null, got '0.75x'"),
 ]
 
 

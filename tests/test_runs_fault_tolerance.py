@@ -10,6 +10,7 @@ A signal at an epoch's very end, which no kill can aim at, is driven in process.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import re
@@ -24,6 +25,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from fer_lightning.errors import ConfigError
 from fer_lightning.runs.fault_tolerance import FaultTolerance, exit_status
 from tests.conftest import subprocess_env, tiny_overrides
 
@@ -365,3 +367,35 @@ def test_a_resumed_run_with_nothing_left_to_train_says_so(tmp_path, caplog, batc
     said = "resumed a run that had finished training: nothing left to train"
     assert caplog.messages == ([said] if batches == 0 else [])
     assert callback._restored is None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"every_n_steps": 0}, "checkpoint.every_n_steps must be a positive integer or null: 0"),
+        (
+            {"every_n_steps": 2.5},
+            "checkpoint.every_n_steps must be a positive integer or null: 2.5",
+        ),
+        (
+            {"every_n_steps": True},
+            "checkpoint.every_n_steps must be a positive integer or null: True",
+        ),
+        ({"every_minutes": 0}, "checkpoint.every_minutes must be positive or null, got 0"),
+        ({"every_minutes": math.nan}, "checkpoint.every_minutes must be positive or null, got nan"),
+        ({"every_minutes": "ten"}, "checkpoint.every_minutes must be positive or null, got 'ten'"),
+        ({"every_minutes": True}, "checkpoint.every_minutes must be positive or null, got True"),
+    ],
+)
+def test_an_impossible_checkpoint_cadence_is_refused_in_one_line(tmp_path, options, message):
+    with pytest.raises(ConfigError) as refused:
+        FaultTolerance(str(tmp_path), **options)
+    assert str(refused.value) == message
+
+
+def test_the_checkpoint_cadences_smallest_values_are_allowed(tmp_path):
+    callback = FaultTolerance(str(tmp_path), every_n_steps=1, every_minutes=0.01)
+    assert (callback.every_n_steps, callback.every_seconds) == (1, 0.6)
+    assert (
+        FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=None).every_seconds is None
+    )

@@ -206,3 +206,17 @@ def test_stop_reads_the_verdicts_every_n_batches_naming_the_first_bad_one():
     assert str(stopped.value).startswith(
         "the training loss is nan at epoch 2, batch 4 (optimizer step 15): stopped"
     )
+
+
+@pytest.mark.parametrize(
+    ("action", "every", "message"),
+    [
+        ("halt", 50, "on_nonfinite_loss must be one of stop, skip, got 'halt'"),
+        ("stop", 0, "check_every_n_steps must be a positive integer, got 0"),
+        ("stop", True, "check_every_n_steps must be a positive integer, got True"),
+    ],
+)
+def test_an_unknown_action_or_impossible_cadence_is_refused_in_one_line(action, every, message):
+    with pytest.raises(ConfigError) as refused:
+        NonFiniteLoss(action, check_every_n_steps=every)
+    assert str(refused.value) == message

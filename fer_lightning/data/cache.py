@@ -23,6 +23,7 @@ from fer_lightning.data.formats import DEFAULT_LAYOUT, reader
 from fer_lightning.data.index import cache_dir_for, load_or_build_index
 from fer_lightning.data.locks import dataset_lock
 from fer_lightning.errors import ConfigError
+from fer_lightning.values import is_int
 
 DEFAULTS = {
     "data": {"root": "Dataset/", "image_size": 224, "cache_dir": None, "check_workers": None},
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_key_values(args, DEFAULTS, "data.root=Dataset/ data.image_size=224")
     data = cfg["data"]
     size = data["image_size"]
-    if not isinstance(size, int) or size < 1:
+    if not is_int(size) or size < 1:
         raise ConfigError(f"data.image_size must be a positive integer, got {size!r}")
     root = Path(str(data["root"]))
     reader(DEFAULT_LAYOUT).require(root)

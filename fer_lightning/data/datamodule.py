@@ -59,6 +59,7 @@ from fer_lightning.data.transforms import (
 )
 from fer_lightning.errors import ConfigError
 from fer_lightning.labels import EXPRESSION_NAMES
+from fer_lightning.values import is_int, is_number
 
 log = logging.getLogger(__name__)
 
@@ -381,18 +382,16 @@ def _validate(args: dict[str, Any]) -> None:
     if args["loader"] not in LOADERS:
         fail(f"data.loader must be one of {', '.join(LOADERS)}, got {args['loader']!r}")
     for key in ("test_fraction", "val_fraction"):
-        if not 0 < args[key] < 1:
-            fail(f"data.{key} must be between 0 and 1, got {args[key]}")
+        if not (is_number(args[key]) and 0 < args[key] < 1):
+            fail(f"data.{key} must be between 0 and 1, got {args[key]!r}")
     for key in ("image_size", "batch_size", "prefetch_factor"):
-        if not isinstance(args[key], int) or args[key] < 1:
+        if not is_int(args[key]) or args[key] < 1:
             fail(f"data.{key} must be a positive integer, got {args[key]!r}")
     workers = args["num_workers"]
-    if workers is not None and (not isinstance(workers, int) or workers < 0):
+    if workers is not None and (not is_int(workers) or workers < 0):
         fail(f"data.num_workers must be 0 or more, got {args['num_workers']!r}")
     budget = args["pinned_memory_mb"]
-    if budget is not None and (
-        isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0
-    ):
+    if budget is not None and not (is_number(budget) and budget > 0):
         fail(f"data.pinned_memory_mb must be a positive number of MiB or null, got {budget!r}")
-    if not isinstance(args["seed"], int) or args["seed"] < 0:
+    if not is_int(args["seed"]) or args["seed"] < 0:
         fail(f"data.seed must be a non-negative integer, got {args['seed']!r}")

@@ -7,6 +7,7 @@ defines the backbone's layer groups (`group_matcher`), and a summary of what tra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from timm.models import group_parameters
 from torch import nn
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.values import is_int, is_number
 
 BACKBONE = "backbone"
 
@@ -21,13 +23,15 @@ BACKBONE = "backbone"
 def check_finetune_options(
     freeze_backbone_epochs: int, backbone_lr_scale: float, layer_decay: float | None
 ) -> None:
-    if not isinstance(freeze_backbone_epochs, int) or freeze_backbone_epochs < 0:
+    if not is_int(freeze_backbone_epochs) or freeze_backbone_epochs < 0:
         raise ConfigError(
             f"module.freeze_backbone_epochs must be an integer >= 0, got {freeze_backbone_epochs!r}"
         )
-    if not backbone_lr_scale >= 0:
-        raise ConfigError(f"module.backbone_lr_scale must be >= 0, got {backbone_lr_scale!r}")
-    if layer_decay is not None and not 0 < layer_decay <= 1:
+    if not (is_number(backbone_lr_scale) and 0 <= backbone_lr_scale < math.inf):
+        raise ConfigError(
+            f"module.backbone_lr_scale must be a finite number >= 0, got {backbone_lr_scale!r}"
+        )
+    if layer_decay is not None and not (is_number(layer_decay) and 0 < layer_decay <= 1):
         raise ConfigError(f"module.layer_decay must be in (0, 1] or null, got {layer_decay!r}")
 
 

@@ -45,6 +45,7 @@ from fer_lightning.runs.state import (
     rng_states,
     set_rng_states,
 )
+from fer_lightning.values import is_int, is_number
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,11 @@ class FaultTolerance(Checkpoint):
     def __init__(
         self, dirpath: str, every_n_steps: int | None = None, every_minutes: float | None = 10
     ) -> None:
-        if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps < 1):
+        if every_n_steps is not None and (not is_int(every_n_steps) or every_n_steps < 1):
             raise ConfigError(
                 f"checkpoint.every_n_steps must be a positive integer or null: {every_n_steps!r}"
             )
-        if every_minutes is not None and not every_minutes > 0:
+        if every_minutes is not None and not (is_number(every_minutes) and every_minutes > 0):
             raise ConfigError(
                 f"checkpoint.every_minutes must be positive or null, got {every_minutes!r}"
             )

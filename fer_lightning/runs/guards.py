@@ -12,6 +12,7 @@ from torch import Tensor
 from fer_lightning.errors import ConfigError
 from fer_lightning.metrics.suite import DIMENSIONS
 from fer_lightning.runs.ranks import on_any_rank
+from fer_lightning.values import is_int
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class NonFiniteLoss(pl.Callback):
             raise ConfigError(
                 f"on_nonfinite_loss must be one of {', '.join(ACTIONS)}, got {action!r}"
             )
-        if not isinstance(check_every_n_steps, int) or check_every_n_steps < 1:
+        if not is_int(check_every_n_steps) or check_every_n_steps < 1:
             raise ConfigError(
                 f"check_every_n_steps must be a positive integer, got {check_every_n_steps!r}"
             )

@@ -21,6 +21,7 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.losses import MultiTaskLoss, UncertaintyWeightedLoss
 from fer_lightning.models import MultiTaskNet, create_model
 from fer_lightning.models.registry import model_names, unknown_model
+from fer_lightning.values import is_int, is_number
 
 PLAIN = (bool, int, float, str, type(None))
 # Training augmentation: stored for the record, never rebuilt (testing does not augment).
@@ -75,9 +76,9 @@ def _matches(value: Any, hint: Any) -> bool:
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_int(value)
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return is_number(value)
     if hint is str:
         return isinstance(value, str)
     if origin in (dict, Mapping):
