@@ -88,6 +88,33 @@ def test_any_unreadable_last_checkpoint_falls_back_with_one_warning(
     assert (checkpoints / "last.ckpt.unreadable").exists()
 
 
+def test_ckpt_path_continues_that_checkpoint_only_for_the_same_experiment(trained_run, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    stored = torch.load(ckpt, weights_only=True)["fer_config"]
+    assert resume_checkpoint(OmegaConf.create({**stored, "ckpt_path": str(ckpt)}), tmp_path) == (
+        str(ckpt)
+    )
+    other = OmegaConf.create({**stored, "seed": stored["seed"] + 1, "ckpt_path": str(ckpt)})
+    with pytest.raises(ConfigError) as refused:
+        resume_checkpoint(other, tmp_path)
+    assert str(refused.value) == (
+        f"ckpt_path={ckpt} is a checkpoint of another experiment (seed {stored['seed']} -> "
+        f"{stored['seed'] + 1}); ckpt_path continues only the same experiment "
+        f"(docs/resuming.md): init_from={ckpt} starts a new run from its weights"
+    )
+    missing = OmegaConf.create({**stored, "ckpt_path": str(tmp_path / "none.ckpt")})
+    with pytest.raises(ConfigError, match=r"^checkpoint not found at "):
+        resume_checkpoint(missing, tmp_path)
+
+
+def test_without_a_resume_key_a_run_continues_from_its_last_checkpoint(trained_run, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(trained_run / "checkpoints" / "last.ckpt", tmp_path / "checkpoints" / "last.ckpt")
+    stored = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["fer_config"]
+    cfg = OmegaConf.create({key: value for key, value in stored.items() if key != "resume"})
+    assert resume_checkpoint(cfg, tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
+
+
 UNREADABLE = {
     "empty": "cannot read checkpoint {} (EOFError): it is empty, cut short, corrupted or not a "
     "checkpoint",
@@ -159,7 +186,7 @@ def test_a_state_saved_in_another_folder_names_the_files_of_this_one():
         "best_model_path": f"{old}/best-epoch003.ckpt",
         "kth_best_model_path": f"{old}/best-epoch003.ckpt",
         "last_model_path": "",
-        "best_k_models": {f"{old}/best-epoch003.ckpt": 0.5},
+        "best_k_models": {f"{old}/best-epoch003.ckpt": 0.5, "/elsewhere/best.ckpt": 0.6},
         "best_model_score": 0.5,
     }
     reanchor(state, new)
@@ -168,9 +195,13 @@ def test_a_state_saved_in_another_folder_names_the_files_of_this_one():
         "best_model_path": f"{new}/best-epoch003.ckpt",
         "kth_best_model_path": f"{new}/best-epoch003.ckpt",
         "last_model_path": "",
-        "best_k_models": {f"{new}/best-epoch003.ckpt": 0.5},
+        "best_k_models": {f"{new}/best-epoch003.ckpt": 0.5, "/elsewhere/best.ckpt": 0.6},
         "best_model_score": 0.5,
     }
+    for unanchored in ({"best_model_path": f"{old}/best.ckpt"}, {"dirpath": new}):
+        kept = dict(unanchored)
+        reanchor(kept, new)  # no folder saved, or this one: nothing to move
+        assert kept == unanchored
 
 
 def test_a_copied_run_directory_resumes_and_tests_its_own_checkpoints(
