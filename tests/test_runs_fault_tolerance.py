@@ -338,19 +338,29 @@ def test_the_rows_of_a_checkpoints_step_are_flushed_once_before_it_becomes_last_
     assert logger.flushes == [None, "step 5"]  # each before its checkpoint's commit, once
 
 
-def test_a_sigterm_lightning_received_before_training_stops_the_run_at_its_first_step(tmp_path):
-    """Lightning's own flag, which it broadcasts at every step; while ours handles SIGTERM that
-    broadcast (a collective per step under DDP) is dropped."""
-    loop = SimpleNamespace(_broadcast_sigterm_tensor=object())
-    broadcast = loop._broadcast_sigterm_tensor
+def started(callback: FaultTolerance, received_sigterm: bool = False) -> EpochOfBatches:
+    """A stand-in Trainer on which `callback`'s training has started (a fresh run, nothing
+    restored); the signal handlers it installed are put back at once."""
     trainer = EpochOfBatches()
-    trainer.received_sigterm, trainer.fit_loop = True, SimpleNamespace(epoch_loop=loop)
-    callback = FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=None)
+    loop = SimpleNamespace(_broadcast_sigterm_tensor=object())
+    trainer.received_sigterm, trainer.fit_loop = received_sigterm, SimpleNamespace(epoch_loop=loop)
     try:
         callback.on_train_start(trainer, None)
     finally:
         callback._restore_handlers()
-    assert loop._broadcast_sigterm_tensor is not broadcast
+    return trainer
+
+
+def test_a_sigterm_lightning_received_before_training_stops_the_run_at_its_first_step(tmp_path):
+    """Lightning's own flag, which it broadcasts at every step; while ours handles SIGTERM that
+    broadcast (a collective per step under DDP) is dropped."""
+    callback = FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=None)
+    trainer = started(callback, received_sigterm=True)
+    assert trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor.__name__ == "_no_broadcast"
+    with pytest.raises(SystemExit) as exited:
+        trainer.run(callback)
+    assert exited.value.code == exit_status(signal.SIGTERM)
+    assert trainer.saved == [1]
     with pytest.raises(SystemExit) as exited:
         trainer.run(callback)
     assert exited.value.code == exit_status(signal.SIGTERM)
@@ -399,3 +409,17 @@ def test_the_checkpoint_cadences_smallest_values_are_allowed(tmp_path):
     assert (
         FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=None).every_seconds is None
     )
+
+
+def test_the_clock_of_every_minutes_starts_when_training_starts(tmp_path, clock):
+    """Not when the callback is made: indexing a dataset before training may take an hour."""
+    callback = FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=10)
+    clock.now += 3600
+    trainer = started(callback)
+
+    def ten_minutes_at_batch_4(batch: int) -> None:
+        if batch == 4:
+            clock.now += 600
+
+    # The first save (the stand-in's saves do not restart the clock, as on_save_checkpoint does).
+    assert trainer.run(callback, ten_minutes_at_batch_4)[0] == 5
