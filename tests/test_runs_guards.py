@@ -220,3 +220,9 @@ def test_an_unknown_action_or_impossible_cadence_is_refused_in_one_line(action, 
     with pytest.raises(ConfigError) as refused:
         NonFiniteLoss(action, check_every_n_steps=every)
     assert str(refused.value) == message
+
+
+def test_by_default_a_nonfinite_loss_stops_the_run_and_is_read_every_50_batches():
+    """docs/resuming.md's defaults, which `on_nonfinite_loss` alone (stop or skip) leaves."""
+    guard = NonFiniteLoss()
+    assert (guard.action, guard.check_every_n_steps, guard.skipped) == ("stop", 50, 0)
