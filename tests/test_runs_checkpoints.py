@@ -40,13 +40,19 @@ def test_resume_false_moves_the_earlier_attempt_aside(tmp_path):
         assert (old / name).read_text() == name and not (tmp_path / name).exists()
 
 
+NAMES = ("last.ckpt", "last-prev.ckpt")  # the last checkpoint, and the one it replaced
+
+
 def test_no_readable_checkpoint_is_one_error(tmp_path):
     (tmp_path / "checkpoints").mkdir()
-    for name in ("last.ckpt", "last-prev.ckpt"):
+    for name in NAMES:
         (tmp_path / "checkpoints" / name).write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigError, match="resume=false") as error:
+    with pytest.raises(ConfigError) as error:
         resume_checkpoint(OmegaConf.create({"resume": True, "ckpt_path": None}), tmp_path)
-    assert "\n" not in str(error.value)
+    unreadable = [UNREADABLE["garbage"].format(tmp_path / "checkpoints" / name) for name in NAMES]
+    assert str(error.value) == (
+        f"{'; '.join(unreadable)}: no readable checkpoint left, resume=false starts over"
+    )
     assert len(list((tmp_path / "checkpoints").glob("*.unreadable"))) == 2
 
 
@@ -84,8 +90,32 @@ def test_any_unreadable_last_checkpoint_falls_back_with_one_warning(
     with caplog.at_level(logging.WARNING):
         assert resume_checkpoint(cfg, tmp_path) == str(checkpoints / "last-prev.ckpt")
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "\n" not in warning and "last-prev.ckpt" in warning
+    assert warning == (
+        f"{UNREADABLE[kind].format(checkpoints / 'last.ckpt')} (renamed *.unreadable); resuming "
+        f"from {checkpoints / 'last-prev.ckpt'}"
+    )
     assert (checkpoints / "last.ckpt.unreadable").exists()
+
+
+def test_a_run_cut_off_between_the_two_renames_resumes_from_the_previous_checkpoint(
+    trained_run, tmp_path
+):
+    """A save moves `last.ckpt` aside, then renames the new file to it: a kill in between leaves
+    only `last-prev.ckpt`."""
+    (tmp_path / "checkpoints").mkdir()
+    previous = tmp_path / "checkpoints" / "last-prev.ckpt"
+    shutil.copy(trained_run / "checkpoints" / "last.ckpt", previous)
+    stored = torch.load(previous, weights_only=True)["fer_config"]
+    assert resume_checkpoint(OmegaConf.create(stored), tmp_path) == str(previous)
+    other = OmegaConf.create({**stored, "seed": stored["seed"] + 1})
+    with pytest.raises(ConfigError) as refused:
+        resume_checkpoint(other, tmp_path)
+    assert str(refused.value) == (
+        f"this command is another experiment than the run in {tmp_path} (seed "
+        f"{stored['seed']} -> {stored['seed'] + 1}): rerun with the run's values to continue it "
+        "(docs/resuming.md), resume=false to start over there, or another hydra.run.dir for a "
+        "new run"
+    )
 
 
 def test_ckpt_path_continues_that_checkpoint_only_for_the_same_experiment(trained_run, tmp_path):
