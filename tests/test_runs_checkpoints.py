@@ -143,6 +143,8 @@ def test_without_a_resume_key_a_run_continues_from_its_last_checkpoint(trained_r
     stored = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["fer_config"]
     cfg = OmegaConf.create({key: value for key, value in stored.items() if key != "resume"})
     assert resume_checkpoint(cfg, tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
+    # resume=false on a DDP rank that sees the checkpoint before rank zero has moved it aside.
+    assert resume_checkpoint(OmegaConf.create({**stored, "resume": False}), tmp_path) is None
 
 
 UNREADABLE = {
