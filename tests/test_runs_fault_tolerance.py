@@ -22,11 +22,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from fer_lightning.errors import ConfigError
+from fer_lightning.runs import fault_tolerance
 from fer_lightning.runs.fault_tolerance import FaultTolerance, exit_status
+from fer_lightning.runs.state import rng_states
 from tests.conftest import subprocess_env, tiny_overrides
 
 EVERY = 2  # checkpoint.every_n_steps
@@ -338,14 +341,17 @@ def test_the_rows_of_a_checkpoints_step_are_flushed_once_before_it_becomes_last_
     assert logger.flushes == [None, "step 5"]  # each before its checkpoint's commit, once
 
 
-def started(callback: FaultTolerance, received_sigterm: bool = False) -> EpochOfBatches:
-    """A stand-in Trainer on which `callback`'s training has started (a fresh run, nothing
-    restored); the signal handlers it installed are put back at once."""
+def started(
+    callback: FaultTolerance, received_sigterm: bool = False, rank: int = 0, module=None
+) -> EpochOfBatches:
+    """A stand-in Trainer (of process `rank`) on which `callback`'s training of `module` has
+    started; the signal handlers it installed are put back at once."""
     trainer = EpochOfBatches()
     loop = SimpleNamespace(_broadcast_sigterm_tensor=object())
     trainer.received_sigterm, trainer.fit_loop = received_sigterm, SimpleNamespace(epoch_loop=loop)
+    trainer.global_rank, trainer.strategy = rank, SimpleNamespace(root_device=torch.device("cpu"))
     try:
-        callback.on_train_start(trainer, None)
+        callback.on_train_start(trainer, module)
     finally:
         callback._restore_handlers()
     return trainer
@@ -423,3 +429,37 @@ def test_the_clock_of_every_minutes_starts_when_training_starts(tmp_path, clock)
 
     # The first save (the stand-in's saves do not restart the clock, as on_save_checkpoint does).
     assert trainer.run(callback, ten_minutes_at_batch_4)[0] == 5
+
+
+def seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def draws() -> tuple:
+    return torch.rand(3).tolist(), random.random(), float(np.random.rand())
+
+
+def test_a_resumed_run_draws_from_its_ranks_saved_states_and_continues_its_epochs_values(
+    tmp_path, monkeypatch
+):
+    """What on_load_checkpoint restored: each rank's random states (here rank 1 of two), and
+    within an epoch the epoch's metric states and running sums, added at the first batch."""
+    saved = []
+    for seed in (0, 1):
+        seed_all(seed)
+        saved.append(rng_states(torch.device("cpu")))
+    expected = draws()
+    loaded, added = [], []
+    module = object()
+    monkeypatch.setattr(fault_tolerance, "load_epoch_metrics", lambda *args: loaded.append(args))
+    monkeypatch.setattr(fault_tolerance, "add_to_epoch_sums", lambda *args: added.append(args))
+    callback = FaultTolerance(str(tmp_path), every_n_steps=None, every_minutes=None)
+    callback._restored = {"rng": saved, "epoch": {"metrics": "metrics", "sums": "sums"}}
+    seed_all(7)
+    trainer = started(callback, rank=1, module=module)
+    assert draws() == expected
+    assert loaded == [(module, "metrics")]
+    trainer.run(callback)
+    assert added == [(trainer, "sums")]
