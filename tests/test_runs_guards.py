@@ -226,3 +226,4 @@ def test_by_default_a_nonfinite_loss_stops_the_run_and_is_read_every_50_batches(
     """docs/resuming.md's defaults, which `on_nonfinite_loss` alone (stop or skip) leaves."""
     guard = NonFiniteLoss()
     assert (guard.action, guard.check_every_n_steps, guard.skipped) == ("stop", 50, 0)
+    assert NonFiniteLoss("skip", check_every_n_steps=1).check_every_n_steps == 1  # every batch
