@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from fer_lightning.errors import ConfigError
 from fer_lightning.losses import MultiTaskLoss
 from fer_lightning.metrics.epoch import EpochLosses, epoch_key
+from fer_lightning.metrics.expression import probabilities
 from fer_lightning.metrics.sources import SourceMetrics
 from fer_lightning.metrics.suite import MultiTaskMetrics
 from fer_lightning.models import MultiTaskNet
@@ -306,7 +307,7 @@ class MultiTaskModule(pl.LightningModule):
                 "index": batch["index"].detach(),
                 "expression": batch["expression"].detach(),
                 "va": batch["va"].detach(),
-                "probs": logits.float().softmax(dim=1).detach(),
+                "probs": probabilities(logits.float()).detach(),
                 "va_pred": va.float().detach(),
             }
         )

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from fer_lightning.metrics.classification import per_class_report
 from fer_lightning.metrics.epoch import EpochMean, EpochSum
+from fer_lightning.metrics.expression import probabilities
 from fer_lightning.metrics.regression import AffectDimensionMetrics
 from fer_lightning.metrics.suite import MultiTaskMetrics
 from tests.conftest import CONTRACT_METRICS
@@ -134,6 +135,19 @@ def test_matches_references_float64(n: int, seed: int) -> None:
 def test_matches_references_float32() -> None:
     batch = make_batch(500, 2, torch.float32)
     assert_matches(compute(batch), reference(*batch), tol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_probabilities_are_the_softmax_and_equal_for_equal_logits_anywhere_in_a_row(dtype):
+    """torch's softmax can differ in the last bit between rows that are permutations of each
+    other (its vector lanes sum in position order); ties must stay ties for AUROC and AUPRC."""
+    levels = torch.tensor([2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.5], dtype=dtype)
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.stack([levels[torch.randperm(C, generator=generator)] for _ in range(64)])
+    probs = probabilities(rows)
+    torch.testing.assert_close(probs, rows.softmax(dim=1), rtol=0, atol=4 * torch.finfo(dtype).eps)
+    for level in levels.unique():
+        assert probs[rows == level].unique().numel() == 1
 
 
 def test_tied_scores_match_the_references() -> None:

@@ -20,6 +20,7 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.inference.detectors import Detector
 from fer_lightning.inference.faces import Box, crop_face, whole_image_box
 from fer_lightning.inference.sources import Frame, Skipped
+from fer_lightning.metrics.expression import probabilities
 from fer_lightning.module import trained_net
 from fer_lightning.runs.checkpoints import load_checkpoint
 from fer_lightning.runs.stored_config import stored_input
@@ -71,7 +72,7 @@ class Predictor:
             chunk = torch.from_numpy(crops[start : start + self.batch_size]).to(self.device)
             logits, va_chunk = self.net(normalize(chunk.permute(0, 3, 1, 2)))
             self.batches += 1
-            probs.append(logits.float().softmax(dim=1).cpu().numpy())
+            probs.append(probabilities(logits.float()).cpu().numpy())
             va.append(va_chunk.float().cpu().numpy())
         return np.concatenate(probs), np.concatenate(va)
 

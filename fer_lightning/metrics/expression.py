@@ -16,6 +16,18 @@ from fer_lightning.metrics.common import nan, unit_weights
 from fer_lightning.metrics.ranking import one_vs_rest_macro
 
 
+def probabilities(logits: Tensor) -> Tensor:
+    """The softmax over the classes [N, C], each row's a function of its logits' values only.
+
+    torch's softmax sums a row's exponentials in an order set by their positions (its vector
+    lanes), so samples whose logits are permutations of each other, as quantised or saturated
+    outputs are, get probabilities that differ in the last bit, and AUROC and AUPRC would rank
+    such ties by rounding. Summed in sorted order, equal scores stay equal.
+    """
+    exps = (logits - logits.amax(dim=1, keepdim=True)).exp()
+    return exps / exps.sort(dim=1).values.sum(dim=1, keepdim=True)
+
+
 def expression_scores(
     expression: Tensor, pred: Tensor, probs: Tensor, weights: Tensor
 ) -> dict[str, Tensor]:
@@ -79,7 +91,7 @@ class ExpressionMetrics(Metric):
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         self.expression.append(expression.double())
         self.pred.append(logits.argmax(dim=1).double())
-        self.probs.append(logits.softmax(dim=1).double().flatten())
+        self.probs.append(probabilities(logits).double().flatten())
 
     def compute(self) -> dict[str, Tensor]:
         """Evaluate the suite on every sample gathered from every rank: the scalar metrics, then
