@@ -25,6 +25,7 @@ from fer_lightning.data.formats import Sample
 from fer_lightning.errors import ConfigError
 from fer_lightning.files import atomic_write
 from fer_lightning.labels import SUBSETS
+from fer_lightning.values import is_number
 
 # Each keeps the sample out of all splits.
 BOX_PROBLEMS = {
@@ -71,7 +72,7 @@ def _encode(face: np.ndarray, jpeg: bool) -> bytes:
 
 def require_margin(margin: object) -> None:
     """Raises a one-line ConfigError unless ``margin`` is a ``data.crop_margin``: 0 to 1."""
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin <= 1:
+    if not (is_number(margin) and 0 <= margin <= 1):
         raise ConfigError(f"data.crop_margin must be between 0 and 1, got {margin!r}")
 
 

@@ -27,7 +27,9 @@ def check_finetune_options(
         raise ConfigError(
             f"module.freeze_backbone_epochs must be an integer >= 0, got {freeze_backbone_epochs!r}"
         )
-    if not (is_number(backbone_lr_scale) and 0 <= backbone_lr_scale < math.inf):
+    if not (
+        is_number(backbone_lr_scale) and math.isfinite(backbone_lr_scale) and backbone_lr_scale >= 0
+    ):
         raise ConfigError(
             f"module.backbone_lr_scale must be a finite number >= 0, got {backbone_lr_scale!r}"
         )
